@@ -1,16 +1,28 @@
 //! dynamq-codec: MQTT 3.1, 3.1.1 and 5.0 packets to and from bytes, with no I/O.
 //!
 //! - `packet`: the packet structs (one per control packet, shared by all versions).
-//! - `reason`: MQTT 5 reason codes and their v3 equivalents.
+//! - `reason`: MQTT 5 reason codes, their meaning per packet, and their v3 equivalents.
 //! - `decode`: check-then-parse decoding; the maximum packet size is checked from the fixed
 //!   header before the body is buffered; payloads are slices of the read buffer.
-//! - `encode`: encoding of every packet for a given protocol version.
+//! - `encode`: encoding of every packet for a given protocol version, straight into the
+//!   output buffer.
 //! - `error`: decode/encode errors, each naming the spec statement it enforces and the
 //!   reason code it maps to.
-//! - `topic`: topic name and topic filter validation.
+//! - `topic`: topic name and topic filter validation, matching, shared subscriptions.
+//! - `properties` and `wire` (private): MQTT 5 properties and the basic data types, shared
+//!   by decoding and encoding.
 
+pub mod decode;
+pub mod encode;
+pub mod error;
 pub mod packet;
+mod properties;
 pub mod reason;
+pub mod topic;
+mod wire;
 
+pub use decode::{Decoder, read_fixed_header};
+pub use encode::{encode, encode_publish, encode_publish_with_max, encode_with_max, encoded_len};
+pub use error::{DecodeError, EncodeError};
 pub use packet::*;
-pub use reason::ReasonCode;
+pub use reason::{ReasonCode, ReasonContext};

@@ -194,7 +194,11 @@ pub struct PubResp {
 
 impl PubResp {
     pub fn new(packet_id: u16) -> PubResp {
-        PubResp { packet_id, reason_code: ReasonCode::Success, properties: ReasonProperties::default() }
+        PubResp {
+            packet_id,
+            reason_code: ReasonCode::Success,
+            properties: ReasonProperties::default(),
+        }
     }
 }
 
@@ -300,4 +304,32 @@ pub struct AuthProperties {
     pub authentication_data: Option<Bytes>,
     pub reason_string: Option<String>,
     pub user_properties: Vec<UserProperty>,
+}
+
+impl ReasonProperties {
+    pub fn is_empty(&self) -> bool {
+        self.reason_string.is_none() && self.user_properties.is_empty()
+    }
+}
+
+impl DisconnectProperties {
+    pub fn is_empty(&self) -> bool {
+        *self == DisconnectProperties::default()
+    }
+}
+
+impl AuthProperties {
+    pub fn is_empty(&self) -> bool {
+        *self == AuthProperties::default()
+    }
+}
+
+impl Disconnect {
+    /// A DISCONNECT with this reason and no properties.
+    pub fn new(reason_code: ReasonCode) -> Disconnect {
+        Disconnect {
+            reason_code,
+            properties: DisconnectProperties::default(),
+        }
+    }
 }

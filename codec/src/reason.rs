@@ -143,3 +143,139 @@ impl ReasonCode {
         }
     }
 }
+
+/// The packet a reason code byte was read from: the same byte names different codes in
+/// different packets (0x00 is Granted QoS 0 in SUBACK, Normal disconnection in DISCONNECT and
+/// Success elsewhere), and each packet allows only some codes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ReasonContext {
+    ConnAck,
+    PubAck,
+    PubRec,
+    PubRel,
+    PubComp,
+    SubAck,
+    UnsubAck,
+    Disconnect,
+    Auth,
+}
+
+impl ReasonContext {
+    /// The reason code bytes the v5 spec allows in this packet (spec 3.2.2.2, 3.4.2.1,
+    /// 3.5.2.1, 3.6.2.1, 3.7.2.1, 3.9.3, 3.11.3, 3.14.2.1, 3.15.2.1).
+    pub fn allowed(self) -> &'static [u8] {
+        match self {
+            ReasonContext::ConnAck => &[
+                0x00, 0x80, 0x81, 0x82, 0x83, 0x84, 0x85, 0x86, 0x87, 0x88, 0x89, 0x8A, 0x8C, 0x90,
+                0x95, 0x97, 0x99, 0x9A, 0x9B, 0x9C, 0x9D, 0x9F,
+            ],
+            ReasonContext::PubAck | ReasonContext::PubRec => {
+                &[0x00, 0x10, 0x80, 0x83, 0x87, 0x90, 0x91, 0x97, 0x99]
+            }
+            ReasonContext::PubRel | ReasonContext::PubComp => &[0x00, 0x92],
+            ReasonContext::SubAck => &[
+                0x00, 0x01, 0x02, 0x80, 0x83, 0x87, 0x8F, 0x91, 0x97, 0x9E, 0xA1, 0xA2,
+            ],
+            ReasonContext::UnsubAck => &[0x00, 0x11, 0x80, 0x83, 0x87, 0x8F, 0x91],
+            ReasonContext::Disconnect => &[
+                0x00, 0x04, 0x80, 0x81, 0x82, 0x83, 0x87, 0x89, 0x8B, 0x8D, 0x8E, 0x8F, 0x90, 0x93,
+                0x94, 0x95, 0x96, 0x97, 0x98, 0x99, 0x9A, 0x9B, 0x9C, 0x9D, 0x9E, 0x9F, 0xA0, 0xA1,
+                0xA2,
+            ],
+            ReasonContext::Auth => &[0x00, 0x18, 0x19],
+        }
+    }
+}
+
+impl ReasonCode {
+    /// The reason code for a byte, without packet context: 0x00 is `Success`, 0x01 and 0x02
+    /// the granted QoS codes. `None` for bytes that are not reason codes.
+    pub fn from_u8(byte: u8) -> Option<ReasonCode> {
+        use ReasonCode::*;
+        Some(match byte {
+            0x00 => Success,
+            0x01 => GrantedQoS1,
+            0x02 => GrantedQoS2,
+            0x04 => DisconnectWithWillMessage,
+            0x10 => NoMatchingSubscribers,
+            0x11 => NoSubscriptionExisted,
+            0x18 => ContinueAuthentication,
+            0x19 => ReAuthenticate,
+            0x80 => UnspecifiedError,
+            0x81 => MalformedPacket,
+            0x82 => ProtocolError,
+            0x83 => ImplementationSpecificError,
+            0x84 => UnsupportedProtocolVersion,
+            0x85 => ClientIdentifierNotValid,
+            0x86 => BadUserNameOrPassword,
+            0x87 => NotAuthorized,
+            0x88 => ServerUnavailable,
+            0x89 => ServerBusy,
+            0x8A => Banned,
+            0x8B => ServerShuttingDown,
+            0x8C => BadAuthenticationMethod,
+            0x8D => KeepAliveTimeout,
+            0x8E => SessionTakenOver,
+            0x8F => TopicFilterInvalid,
+            0x90 => TopicNameInvalid,
+            0x91 => PacketIdentifierInUse,
+            0x92 => PacketIdentifierNotFound,
+            0x93 => ReceiveMaximumExceeded,
+            0x94 => TopicAliasInvalid,
+            0x95 => PacketTooLarge,
+            0x96 => MessageRateTooHigh,
+            0x97 => QuotaExceeded,
+            0x98 => AdministrativeAction,
+            0x99 => PayloadFormatInvalid,
+            0x9A => RetainNotSupported,
+            0x9B => QoSNotSupported,
+            0x9C => UseAnotherServer,
+            0x9D => ServerMoved,
+            0x9E => SharedSubscriptionsNotSupported,
+            0x9F => ConnectionRateExceeded,
+            0xA0 => MaximumConnectTime,
+            0xA1 => SubscriptionIdentifiersNotSupported,
+            0xA2 => WildcardSubscriptionsNotSupported,
+            _ => return None,
+        })
+    }
+
+    /// The reason code a byte stands for in the packet `ctx`, named as that packet names it;
+    /// `None` if the packet does not allow this code.
+    pub fn from_u8_in(ctx: ReasonContext, byte: u8) -> Option<ReasonCode> {
+        if !ctx.allowed().contains(&byte) {
+            return None;
+        }
+        match (ctx, byte) {
+            (ReasonContext::SubAck, 0x00) => Some(ReasonCode::GrantedQoS0),
+            (ReasonContext::Disconnect, 0x00) => Some(ReasonCode::NormalDisconnection),
+            _ => ReasonCode::from_u8(byte),
+        }
+    }
+
+    /// The v3.1/3.1.1 CONNACK return code as a reason code (the inverse of
+    /// [`ReasonCode::to_v3_connack`] on the codes it produces).
+    pub fn from_v3_connack(code: u8) -> Option<ReasonCode> {
+        use ReasonCode::*;
+        Some(match code {
+            0 => Success,
+            1 => UnsupportedProtocolVersion,
+            2 => ClientIdentifierNotValid,
+            3 => ServerUnavailable,
+            4 => BadUserNameOrPassword,
+            5 => NotAuthorized,
+            _ => return None,
+        })
+    }
+
+    /// The v3.1/3.1.1 SUBACK return code as a reason code [MQTT-3.9.3-2].
+    pub fn from_v3_suback(code: u8) -> Option<ReasonCode> {
+        match code {
+            0x00 => Some(ReasonCode::GrantedQoS0),
+            0x01 => Some(ReasonCode::GrantedQoS1),
+            0x02 => Some(ReasonCode::GrantedQoS2),
+            0x80 => Some(ReasonCode::UnspecifiedError),
+            _ => None,
+        }
+    }
+}
