@@ -1,0 +1,94 @@
+//! The broker's shared state, and the operations that touch several parts of it: publishing
+//! a message (retained index, router, hooks) and ending a session.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::config::Config;
+use crate::hooks::Hooks;
+use crate::message::Message;
+use crate::metrics::Metrics;
+use crate::router::{RouteOutcome, Router};
+use crate::session::{Registry, Session};
+
+/// Everything the connections share. One per process.
+pub struct Broker {
+    pub config: Config,
+    pub router: Router,
+    pub registry: Registry,
+    pub metrics: Metrics,
+    pub hooks: Hooks,
+    /// Cancelled when the broker shuts down.
+    pub shutdown: CancellationToken,
+    /// Connection and timer tasks, awaited on shutdown.
+    pub tasks: TaskTracker,
+    next_conn_id: AtomicU64,
+}
+
+impl Broker {
+    pub fn new(config: Config, hooks: Hooks) -> Arc<Broker> {
+        Arc::new(Broker {
+            config,
+            router: Router::new(),
+            registry: Registry::default(),
+            metrics: Metrics::default(),
+            hooks,
+            shutdown: CancellationToken::new(),
+            tasks: TaskTracker::new(),
+            next_conn_id: AtomicU64::new(1),
+        })
+    }
+
+    pub fn next_conn_id(&self) -> u64 {
+        self.next_conn_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Publishes an application message: updates the retained index if it is retained,
+    /// queues it for every matching subscription, and runs the message hooks.
+    pub async fn publish(&self, msg: Arc<Message>) -> RouteOutcome {
+        if msg.retain {
+            self.router.retained.set(&msg);
+        }
+        let out = self
+            .router
+            .route(&msg, self.config.mqtt.max_queued_messages, &self.metrics);
+        self.hooks.message_published(&msg).await;
+        out
+    }
+
+    /// Ends a session: removes it from the registry and its subscriptions from the router,
+    /// and publishes a will that was waiting for its delay.
+    pub async fn end_session(&self, session: &Arc<Session>) {
+        let (subs, will) = session.end(&self.registry);
+        for filter in subs.keys() {
+            self.router.unsubscribe(session, filter);
+        }
+        if let Some(will) = will {
+            self.metrics.inc_wills_published();
+            self.publish(will).await;
+        }
+    }
+
+    /// After a connection leaves a session that outlives it: ends the session when its expiry
+    /// interval runs out, unless a client reattached meanwhile.
+    pub fn schedule_expiry(self: &Arc<Self>, session: Arc<Session>, detaches: u64, secs: u32) {
+        if secs == u32::MAX {
+            return;
+        }
+        let broker = self.clone();
+        self.tasks.spawn(async move {
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_secs(u64::from(secs))) => {}
+                _ = broker.shutdown.cancelled() => return,
+            }
+            if session.still_detached(detaches) {
+                tracing::debug!(client = %session.client_id, "session expired");
+                broker.end_session(&session).await;
+            }
+        });
+    }
+}

@@ -1,0 +1,195 @@
+//! Broker configuration: the TOML file (`--config`), with command-line flags applied on top.
+//!
+//! Every section rejects unknown keys, so a typo is an error that names the key instead of a
+//! setting that silently does nothing. `dynamq.example.toml` documents each key.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// The whole configuration. Defaults are what `dynamq serve` with no file runs with.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Written to `mqtt_client.node`; one name per broker node.
+    pub node_name: String,
+    /// A tracing filter, e.g. `info` or `dynamq=debug`.
+    pub log_level: String,
+    /// Where the embedded store keeps its files.
+    pub data_dir: PathBuf,
+    pub listeners: Listeners,
+    pub mqtt: MqttLimits,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Listeners {
+    /// Plain MQTT over TCP.
+    pub tcp: Vec<SocketAddr>,
+    /// MQTT over WebSocket, served at `ws_path`.
+    pub ws: Vec<SocketAddr>,
+    /// The HTTP path of the WebSocket endpoint.
+    pub ws_path: String,
+}
+
+/// Protocol limits. Zero means "no limit" where the comment says so.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MqttLimits {
+    /// Largest keepalive a client may ask for, in seconds; 0 means no cap. A v5 client asking
+    /// for more gets Server Keep Alive; a v3 client asking for more (or for 0) is refused with
+    /// CONNACK 0x02, as Mosquitto does.
+    pub max_keepalive: u16,
+    /// Largest packet accepted from a client, in bytes (checked from the fixed header).
+    pub max_packet_size: u32,
+    /// QoS 1/2 messages sent to a client and not yet acknowledged, at most (v5 clients may ask
+    /// for fewer with Receive Maximum).
+    pub max_inflight: u16,
+    /// Messages queued for one session (online or away) before new ones are dropped.
+    pub max_queued_messages: usize,
+    /// Receive Maximum announced to v5 clients: QoS 1/2 publishes they may have unacknowledged.
+    pub receive_maximum: u16,
+    /// Topic Alias Maximum announced to v5 clients; 0 disables topic aliases.
+    pub topic_alias_maximum: u16,
+    /// Upper bound on a v5 client's Session Expiry Interval, seconds; 0 means no cap.
+    pub max_session_expiry: u32,
+    /// Seconds a new connection has to send CONNECT.
+    pub connect_timeout: u64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            node_name: default_node_name(),
+            log_level: "info".into(),
+            data_dir: PathBuf::from("data"),
+            listeners: Listeners::default(),
+            mqtt: MqttLimits::default(),
+        }
+    }
+}
+
+impl Default for Listeners {
+    fn default() -> Self {
+        Listeners {
+            tcp: vec![SocketAddr::from(([0, 0, 0, 0], 1883))],
+            ws: vec![SocketAddr::from(([0, 0, 0, 0], 8083))],
+            ws_path: "/mqtt".into(),
+        }
+    }
+}
+
+impl Default for MqttLimits {
+    fn default() -> Self {
+        MqttLimits {
+            max_keepalive: 0,
+            max_packet_size: 1024 * 1024,
+            max_inflight: 128,
+            max_queued_messages: 10_000,
+            receive_maximum: 1024,
+            topic_alias_maximum: 64,
+            max_session_expiry: 0,
+            connect_timeout: 10,
+        }
+    }
+}
+
+/// `dynamq@HOSTNAME`, in the spirit of EMQX's `emqx@127.0.0.1`.
+fn default_node_name() -> String {
+    let host = std::fs::read_to_string("/etc/hostname")
+        .ok()
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "127.0.0.1".into());
+    format!("dynamq@{host}")
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config file {path}: {source}")]
+    Parse {
+        path: PathBuf,
+        source: toml::de::Error,
+    },
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+}
+
+impl Config {
+    /// Reads a TOML file. Unknown keys are errors naming the key.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Config::parse(&text).map_err(|source| ConfigError::Parse {
+            path: path.to_path_buf(),
+            source,
+        })
+    }
+
+    pub fn parse(text: &str) -> Result<Config, toml::de::Error> {
+        toml::from_str(text)
+    }
+
+    /// Checks values that parse but make no sense.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let m = &self.mqtt;
+        if m.max_packet_size < 64 {
+            return Err(ConfigError::Invalid(
+                "mqtt.max_packet_size must be at least 64 bytes".into(),
+            ));
+        }
+        if m.max_inflight == 0 || m.receive_maximum == 0 {
+            return Err(ConfigError::Invalid(
+                "mqtt.max_inflight and mqtt.receive_maximum must be at least 1".into(),
+            ));
+        }
+        if m.max_queued_messages == 0 {
+            return Err(ConfigError::Invalid(
+                "mqtt.max_queued_messages must be at least 1".into(),
+            ));
+        }
+        if !self.listeners.ws_path.starts_with('/') {
+            return Err(ConfigError::Invalid(
+                "listeners.ws_path must start with '/'".into(),
+            ));
+        }
+        if self.listeners.tcp.is_empty() && self.listeners.ws.is_empty() {
+            return Err(ConfigError::Invalid("no listener configured".into()));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid() {
+        Config::default().validate().unwrap();
+    }
+
+    #[test]
+    fn unknown_key_is_named() {
+        let err = Config::parse("[mqtt]\nmax_keepalivee = 3\n").unwrap_err();
+        assert!(err.to_string().contains("max_keepalivee"), "{err}");
+        let err = Config::parse("bogus = 1\n").unwrap_err();
+        assert!(err.to_string().contains("bogus"), "{err}");
+    }
+
+    #[test]
+    fn example_config_parses() {
+        let text = include_str!("../dynamq.example.toml");
+        let cfg = Config::parse(text).unwrap();
+        cfg.validate().unwrap();
+        assert_eq!(cfg.listeners.ws_path, "/mqtt");
+    }
+}

@@ -1,0 +1,185 @@
+//! The CONNECT handshake: validate the CONNECT, take over or create the session, answer with
+//! CONNACK.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use dynamq_codec::{ConnAck, ConnAckProperties, Connect, Protocol, ReasonCode};
+
+use crate::broker::Broker;
+use crate::message::ClientId;
+use crate::session::{Carried, ConnHandle, Session};
+
+/// What the broker decided about a CONNECT.
+pub struct Accepted {
+    pub client_id: ClientId,
+    /// Set when the broker chose the id [MQTT-3.1.3-6] (v5: told in Assigned Client
+    /// Identifier).
+    pub assigned: bool,
+    /// The keepalive in force (capped by `max_keepalive` for v5 clients).
+    pub keep_alive: u16,
+    /// Set when the cap changed what the client asked for (v5: Server Keep Alive).
+    pub server_keep_alive: Option<u16>,
+    /// Seconds the session outlives the connection; `u32::MAX` never expires.
+    pub session_expiry: u32,
+}
+
+/// Checks a CONNECT against the spec's rules and the broker's limits. `Err` is the CONNACK
+/// reason to refuse with.
+pub fn validate(broker: &Broker, c: &Connect) -> Result<Accepted, (ReasonCode, &'static str)> {
+    let limits = &broker.config.mqtt;
+    if c.protocol.is_v5() && c.properties.authentication_method.is_some() {
+        // No enhanced authentication method is supported [MQTT-4.12.0-1].
+        return Err((
+            ReasonCode::BadAuthenticationMethod,
+            "[MQTT-4.12.0-1] unsupported authentication method",
+        ));
+    }
+    let (client_id, assigned) = if c.client_id.is_empty() {
+        match c.protocol {
+            // 3.1 requires 1 to 23 characters.
+            Protocol::V310 => {
+                return Err((
+                    ReasonCode::ClientIdentifierNotValid,
+                    "[MQTT-3.1.3-8] empty client id with MQTT 3.1",
+                ));
+            }
+            Protocol::V311 if !c.clean_start => {
+                return Err((
+                    ReasonCode::ClientIdentifierNotValid,
+                    "[MQTT-3.1.3-8] empty client id with CleanSession 0",
+                ));
+            }
+            _ => (ClientId::new(&assigned_id()), true),
+        }
+    } else {
+        (ClientId::new(&c.client_id), false)
+    };
+
+    let mut keep_alive = c.keep_alive;
+    let mut server_keep_alive = None;
+    let cap = limits.max_keepalive;
+    if cap > 0 && (keep_alive == 0 || keep_alive > cap) {
+        if c.protocol.is_v5() {
+            keep_alive = cap;
+            server_keep_alive = Some(cap);
+        } else {
+            // As Mosquitto does: a v3 client cannot be told another keepalive, so it is
+            // refused (CONNACK 0x02, identifier rejected).
+            return Err((
+                ReasonCode::ClientIdentifierNotValid,
+                "keepalive above the server's max_keepalive",
+            ));
+        }
+    }
+
+    let session_expiry = if c.protocol.is_v5() {
+        let asked = c.properties.session_expiry_interval.unwrap_or(0);
+        match limits.max_session_expiry {
+            0 => asked,
+            max => asked.min(max),
+        }
+    } else if c.clean_start {
+        0
+    } else {
+        u32::MAX
+    };
+
+    Ok(Accepted {
+        client_id,
+        assigned,
+        keep_alive,
+        server_keep_alive,
+        session_expiry,
+    })
+}
+
+/// A client id for a client that sent none.
+fn assigned_id() -> String {
+    format!("dynamq-{:016x}", rand::random::<u64>())
+}
+
+/// Becomes the owner of the client's session: kicks any connection that holds it and waits
+/// for it to hand back its state [MQTT-3.1.4-3]; with Clean Start, ends the old session and
+/// starts a new one [MQTT-3.1.2-4]. Returns the session, whether it existed before
+/// (Session Present), and the in-flight state to resume.
+pub async fn attach(
+    broker: &Broker,
+    client_id: &ClientId,
+    clean_start: bool,
+    handle: &ConnHandle,
+) -> (Arc<Session>, bool, Carried) {
+    loop {
+        let (session, created) = broker.registry.get_or_create(client_id);
+        let prev = match session.claim(handle.clone()) {
+            Ok(prev) => prev,
+            Err(_ended) => {
+                // Ended between the lookup and the claim; look again.
+                tokio::task::yield_now().await;
+                continue;
+            }
+        };
+        if let Some(prev) = prev {
+            broker.metrics.inc_takeovers();
+            prev.kick.cancel();
+            if tokio::time::timeout(Duration::from_secs(5), prev.done.cancelled())
+                .await
+                .is_err()
+            {
+                tracing::warn!(client = %client_id, "previous connection did not finish within 5 s of takeover");
+            }
+        }
+        // A will waiting for its delay is cancelled by the client's return [MQTT-3.1.3-9].
+        session.with_state(|st| {
+            if let Some(w) = st.pending_will.take() {
+                w.cancel.cancel();
+            }
+        });
+        if clean_start && !created {
+            broker.end_session(&session).await;
+            continue;
+        }
+        let carried = session.with_state(|st| std::mem::take(&mut st.carried));
+        return (session, !created, carried);
+    }
+}
+
+/// The CONNACK for an accepted CONNECT.
+pub fn connack(broker: &Broker, protocol: Protocol, a: &Accepted, present: bool) -> ConnAck {
+    let limits = &broker.config.mqtt;
+    let mut properties = ConnAckProperties::default();
+    if protocol.is_v5() {
+        properties.receive_maximum = Some(limits.receive_maximum);
+        properties.maximum_packet_size = Some(limits.max_packet_size);
+        properties.topic_alias_maximum = Some(limits.topic_alias_maximum);
+        properties.retain_available = Some(1);
+        properties.wildcard_subscription_available = Some(1);
+        properties.subscription_identifiers_available = Some(1);
+        properties.shared_subscription_available = Some(1);
+        if a.assigned {
+            properties.assigned_client_identifier = Some(a.client_id.to_string());
+        }
+        properties.server_keep_alive = a.server_keep_alive;
+        if limits.max_session_expiry > 0 && a.session_expiry != u32::MAX {
+            properties.session_expiry_interval = Some(a.session_expiry);
+        }
+    }
+    ConnAck {
+        session_present: present,
+        reason_code: ReasonCode::Success,
+        properties,
+    }
+}
+
+/// The CONNACK refusing a CONNECT; Session Present is 0 [MQTT-3.2.2-6].
+pub fn refusal(reason: ReasonCode, msg: &str, protocol: Protocol) -> ConnAck {
+    let mut properties = ConnAckProperties::default();
+    if protocol.is_v5() {
+        properties.reason_string = Some(msg.to_string());
+    }
+    ConnAck {
+        session_present: false,
+        reason_code: reason,
+        properties,
+    }
+}

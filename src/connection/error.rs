@@ -1,0 +1,44 @@
+//! Why a connection ended, and what the client is told.
+
+use dynamq_codec::ReasonCode;
+use dynamq_codec::error::DecodeError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConnError {
+    #[error("i/o: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("{0}")]
+    Decode(#[from] DecodeError),
+    /// A protocol violation found by the broker (not the codec). The message starts with the
+    /// statement it violates.
+    #[error("{msg}")]
+    Protocol {
+        reason: ReasonCode,
+        msg: &'static str,
+    },
+    #[error("keepalive timeout: no packet within 1.5 x {0} s [MQTT-3.1.2-24]")]
+    KeepAliveTimeout(u16),
+    #[error("no CONNECT within {0} s")]
+    ConnectTimeout(u64),
+}
+
+impl ConnError {
+    pub fn protocol(reason: ReasonCode, msg: &'static str) -> ConnError {
+        ConnError::Protocol { reason, msg }
+    }
+
+    /// The reason code for a v5 DISCONNECT, if the client should get one.
+    pub fn disconnect_reason(&self) -> Option<ReasonCode> {
+        match self {
+            ConnError::Io(_) | ConnError::ConnectTimeout(_) => None,
+            ConnError::Decode(e) => Some(e.reason_code()),
+            ConnError::Protocol { reason, .. } => Some(*reason),
+            ConnError::KeepAliveTimeout(_) => Some(ReasonCode::KeepAliveTimeout),
+        }
+    }
+
+    /// True for a misbehaving client (logged at warn and counted), false for a network end.
+    pub fn is_violation(&self) -> bool {
+        matches!(self, ConnError::Decode(_) | ConnError::Protocol { .. })
+    }
+}

@@ -1,0 +1,338 @@
+//! Packets from the client after CONNECT: PUBLISH and its acknowledgements, SUBSCRIBE,
+//! UNSUBSCRIBE, PINGREQ, DISCONNECT. Violations become `ConnError`s naming the statement.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use dynamq_codec::topic;
+use dynamq_codec::{
+    Disconnect, Packet, PubResp, Publish, PublishProperties, QoS, ReasonCode, ReasonProperties,
+    RetainHandling, SubAck, Subscribe, SubscriptionOptions, UnsubAck, Unsubscribe,
+};
+use tokio::io::{AsyncRead, AsyncWrite};
+
+use super::{Conn, ConnError, End};
+use crate::message::{Delivery, Message};
+use crate::session::Subscription;
+
+type Handled = Result<Option<End>, ConnError>;
+
+impl<R, W> Conn<R, W>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    pub(super) async fn handle(&mut self, packet: Packet) -> Handled {
+        match packet {
+            Packet::Publish(p) => self.on_publish(p).await?,
+            Packet::PubAck(a) => self.on_puback(a).await,
+            Packet::PubRec(a) => self.on_pubrec(a),
+            Packet::PubRel(a) => self.on_pubrel(a),
+            Packet::PubComp(a) => self.on_pubcomp(a).await,
+            Packet::Subscribe(s) => self.on_subscribe(s).await?,
+            Packet::Unsubscribe(u) => self.on_unsubscribe(u).await,
+            Packet::PingReq => self.send(&Packet::PingResp),
+            Packet::Disconnect(d) => return self.on_disconnect(d).map(Some),
+            Packet::Connect(_) => {
+                return Err(ConnError::protocol(
+                    ReasonCode::ProtocolError,
+                    "[MQTT-3.1.0-2] second CONNECT on a connection",
+                ));
+            }
+            Packet::Auth(_) => {
+                // No authentication method was agreed in CONNECT [MQTT-4.12.0-1].
+                return Err(ConnError::protocol(
+                    ReasonCode::ProtocolError,
+                    "[MQTT-4.12.0-1] AUTH without an authentication method",
+                ));
+            }
+            Packet::ConnAck(_) | Packet::SubAck(_) | Packet::UnsubAck(_) | Packet::PingResp => {
+                return Err(ConnError::protocol(
+                    ReasonCode::ProtocolError,
+                    "[MQTT-4.8.0-1] a server-to-client packet sent by the client",
+                ));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Resolves a v5 topic alias [MQTT-3.3.2-12]: a topic with an alias sets it, an empty
+    /// topic with an alias uses it.
+    fn resolve_alias(&mut self, p: &mut Publish) -> Result<(), ConnError> {
+        let Some(alias) = p.properties.topic_alias.take() else {
+            return Ok(());
+        };
+        let max = self.broker.config.mqtt.topic_alias_maximum;
+        if alias == 0 || alias > max {
+            return Err(ConnError::protocol(
+                ReasonCode::TopicAliasInvalid,
+                "[MQTT-3.3.2-9] topic alias is 0 or above the Topic Alias Maximum",
+            ));
+        }
+        let i = usize::from(alias) - 1;
+        if p.topic.is_empty() {
+            match self.topic_aliases.get(i).cloned().flatten() {
+                Some(t) => p.topic = t,
+                None => {
+                    return Err(ConnError::protocol(
+                        ReasonCode::ProtocolError,
+                        "[MQTT-3.3.2-12] topic alias not yet mapped to a topic (a Protocol Error, spec 3.3.2.3.4)",
+                    ));
+                }
+            }
+        } else {
+            if self.topic_aliases.len() <= i {
+                self.topic_aliases.resize(i + 1, None);
+            }
+            self.topic_aliases[i] = Some(p.topic.clone());
+        }
+        Ok(())
+    }
+
+    async fn on_publish(&mut self, mut p: Publish) -> Result<(), ConnError> {
+        self.resolve_alias(&mut p)?;
+        if p.topic.is_empty() {
+            return Err(ConnError::protocol(
+                ReasonCode::ProtocolError,
+                "[MQTT-4.7.3-1] PUBLISH with an empty topic and no topic alias",
+            ));
+        }
+        if p.properties.payload_format_indicator == Some(1)
+            && std::str::from_utf8(&p.payload).is_err()
+        {
+            // A payload that says it is UTF-8 and is not [MQTT-3.3.2-4]: v5 answers with
+            // reason 0x99 rather than closing.
+            self.ack_publish(&p, ReasonCode::PayloadFormatInvalid);
+            return Ok(());
+        }
+        self.broker.metrics.inc_messages_received();
+        if p.qos == QoS::ExactlyOnce {
+            let Some(id) = p.packet_id else {
+                return Err(ConnError::protocol(
+                    ReasonCode::ProtocolError,
+                    "[MQTT-2.2.1-2] QoS 2 PUBLISH without a packet id",
+                ));
+            };
+            if self.carried.awaiting_rel.contains(&id) {
+                // A resend of a message already received: acknowledge, do not deliver twice
+                // [MQTT-4.3.3-9].
+                self.send(&Packet::PubRec(PubResp::new(id)));
+                return Ok(());
+            }
+            if self.carried.awaiting_rel.len()
+                >= usize::from(self.broker.config.mqtt.receive_maximum)
+            {
+                return Err(ConnError::protocol(
+                    ReasonCode::ReceiveMaximumExceeded,
+                    "[MQTT-3.3.4-7] more QoS 2 publishes unacknowledged than Receive Maximum",
+                ));
+            }
+            self.carried.awaiting_rel.insert(id);
+        }
+        let props = std::mem::take(&mut p.properties);
+        let expires_at = props
+            .message_expiry_interval
+            .map(|s| Instant::now() + Duration::from_secs(u64::from(s)));
+        let msg = Arc::new(Message {
+            topic: p.topic.clone(),
+            payload: p.payload.clone(),
+            qos: p.qos,
+            retain: p.retain,
+            properties: PublishProperties {
+                topic_alias: None,
+                subscription_identifiers: Vec::new(),
+                ..props
+            },
+            expires_at,
+            sender: self.client_id.clone(),
+        });
+        let out = self.broker.publish(msg).await;
+        let reason = if out.queued == 0 && out.dropped == 0 {
+            ReasonCode::NoMatchingSubscribers
+        } else {
+            ReasonCode::Success
+        };
+        self.ack_publish(&p, reason);
+        Ok(())
+    }
+
+    /// PUBACK for QoS 1, PUBREC for QoS 2 [MQTT-4.3.2-2] [MQTT-4.3.3-2].
+    fn ack_publish(&mut self, p: &Publish, reason: ReasonCode) {
+        let Some(packet_id) = p.packet_id else { return };
+        let ack = PubResp {
+            packet_id,
+            reason_code: reason,
+            properties: ReasonProperties::default(),
+        };
+        match p.qos {
+            QoS::AtMostOnce => {}
+            QoS::AtLeastOnce => self.send(&Packet::PubAck(ack)),
+            QoS::ExactlyOnce => {
+                if reason.is_error() {
+                    self.carried.awaiting_rel.remove(&packet_id);
+                }
+                self.send(&Packet::PubRec(ack));
+            }
+        }
+    }
+
+    /// PUBREL: release the packet id and answer PUBCOMP [MQTT-4.3.3-11].
+    fn on_pubrel(&mut self, rel: PubResp) {
+        let mut comp = PubResp::new(rel.packet_id);
+        if !self.carried.awaiting_rel.remove(&rel.packet_id) {
+            comp.reason_code = ReasonCode::PacketIdentifierNotFound;
+        }
+        self.send(&Packet::PubComp(comp));
+    }
+
+    async fn on_subscribe(&mut self, s: Subscribe) -> Result<(), ConnError> {
+        let sub_id = s.properties.subscription_identifier;
+        let mut codes = Vec::with_capacity(s.filters.len());
+        let mut retained: Vec<Delivery> = Vec::new();
+        for (filter, options) in s.filters {
+            let code = self
+                .subscribe_one(&filter, options, sub_id, &mut retained)
+                .await?;
+            codes.push(code);
+        }
+        // SUBACK first, then the retained messages [MQTT-3.8.4-1]: they go through the
+        // session queue, which is written after the SUBACK already in the write buffer.
+        self.send(&Packet::SubAck(SubAck {
+            packet_id: s.packet_id,
+            properties: ReasonProperties::default(),
+            reason_codes: codes,
+        }));
+        let max = self.broker.config.mqtt.max_queued_messages;
+        for d in retained {
+            self.session.enqueue(d, max);
+        }
+        Ok(())
+    }
+
+    async fn subscribe_one(
+        &mut self,
+        filter: &str,
+        options: SubscriptionOptions,
+        sub_id: Option<u32>,
+        retained: &mut Vec<Delivery>,
+    ) -> Result<ReasonCode, ConnError> {
+        let shared = topic::parse_shared(filter);
+        let valid = if topic::is_shared(filter) {
+            shared.is_some()
+        } else {
+            topic::valid_filter(filter)
+        };
+        if !valid {
+            tracing::info!(client = %self.client_id, filter, "[MQTT-4.7.1-1] invalid topic filter in SUBSCRIBE");
+            return Ok(ReasonCode::TopicFilterInvalid);
+        }
+        if shared.is_some() && options.no_local {
+            return Err(ConnError::protocol(
+                ReasonCode::ProtocolError,
+                "[MQTT-3.8.3-4] No Local set on a shared subscription",
+            ));
+        }
+        let granted = options.qos;
+        let sub = Subscription {
+            options: options.clone(),
+            id: sub_id,
+        };
+        let existed = self.broker.router.subscribe(&self.session, filter, &sub);
+        self.session.with_state(|st| {
+            st.subscriptions.insert(filter.to_string(), sub);
+        });
+        let send_retained = shared.is_none()
+            && match options.retain_handling {
+                RetainHandling::SendAtSubscribe => true,
+                RetainHandling::SendIfNew => !existed,
+                RetainHandling::DoNotSend => false,
+            };
+        if send_retained {
+            for msg in self.broker.router.retained.matching(filter) {
+                retained.push(Delivery {
+                    qos: msg.qos.min(granted),
+                    // Retained messages sent on subscribe carry RETAIN=1 [MQTT-3.3.1-9].
+                    retain: true,
+                    sub_ids: sub_id.into_iter().collect(),
+                    msg,
+                });
+            }
+        }
+        let stored = self
+            .broker
+            .hooks
+            .session_subscribed(&self.client_id, filter, granted, !existed)
+            .await;
+        for msg in stored {
+            retained.push(Delivery {
+                qos: msg.qos.min(granted),
+                retain: msg.retain,
+                sub_ids: sub_id.into_iter().collect(),
+                msg,
+            });
+        }
+        Ok(ReasonCode::granted(granted))
+    }
+
+    async fn on_unsubscribe(&mut self, u: Unsubscribe) {
+        let mut codes = Vec::with_capacity(u.filters.len());
+        for filter in &u.filters {
+            let removed = self.broker.router.unsubscribe(&self.session, filter);
+            self.session
+                .with_state(|st| st.subscriptions.remove(filter));
+            if removed {
+                self.broker
+                    .hooks
+                    .session_unsubscribed(&self.client_id, filter)
+                    .await;
+            }
+            codes.push(if removed {
+                ReasonCode::Success
+            } else {
+                ReasonCode::NoSubscriptionExisted
+            });
+        }
+        self.send(&Packet::UnsubAck(UnsubAck {
+            packet_id: u.packet_id,
+            properties: ReasonProperties::default(),
+            reason_codes: codes,
+        }));
+    }
+
+    /// DISCONNECT: a normal one discards the will [MQTT-3.14.4-3]; v5 0x04 keeps it.
+    fn on_disconnect(&mut self, d: Disconnect) -> Result<End, ConnError> {
+        if let Some(expiry) = d.properties.session_expiry_interval {
+            if self.connect_session_expiry == 0 && expiry != 0 {
+                return Err(ConnError::protocol(
+                    ReasonCode::ProtocolError,
+                    "[MQTT-3.14.2-2] DISCONNECT sets a Session Expiry Interval after CONNECT had 0",
+                ));
+            }
+            self.session_expiry = match self.broker.config.mqtt.max_session_expiry {
+                0 => expiry,
+                max => expiry.min(max),
+            };
+        }
+        Ok(End::Disconnect {
+            will: d.reason_code == ReasonCode::DisconnectWithWillMessage,
+        })
+    }
+
+    /// Restores a new session's subscriptions from the store (on_subscribe_lookup).
+    pub(super) async fn restore_subscriptions(&mut self) {
+        let subs = self.broker.hooks.session_created(&self.client_id).await;
+        let mut retained = Vec::new();
+        for (filter, qos) in subs {
+            if let Err(e) = self
+                .subscribe_one(&filter, SubscriptionOptions::qos(qos), None, &mut retained)
+                .await
+            {
+                tracing::warn!(client = %self.client_id, filter, "cannot restore subscription: {e}");
+            }
+        }
+        let max = self.broker.config.mqtt.max_queued_messages;
+        for d in retained {
+            self.session.enqueue(d, max);
+        }
+    }
+}

@@ -1,0 +1,378 @@
+//! One task per client connection: the CONNECT handshake, then one loop that reads packets,
+//! writes what is queued for the client, and enforces the keepalive.
+//!
+//! The loop owns the connection's state (in-flight messages, topic aliases, buffers), so
+//! nothing here is locked except the session's queue when taking messages from it. Writes
+//! are batched: every packet produced while handling a read, and every queued message, goes
+//! into one write buffer that is written whenever the socket accepts it.
+
+mod connect;
+pub mod error;
+mod inbound;
+mod outbound;
+mod will;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use dynamq_codec::decode::Decoder;
+use dynamq_codec::{Disconnect, DisconnectProperties, LastWill, Packet, Protocol, ReasonCode};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::broker::Broker;
+use crate::message::ClientId;
+use crate::session::{Carried, ConnHandle, Session};
+pub use error::ConnError;
+
+/// Stop filling the write buffer from the queue beyond this many bytes.
+const WRITE_HIGH_WATER: usize = 64 * 1024;
+/// Read buffer growth step.
+const READ_CHUNK: usize = 4096;
+
+/// How the connection loop ended.
+#[derive(Debug)]
+enum End {
+    /// DISCONNECT received; `will` says whether the will is still to be published (v5 0x04).
+    Disconnect { will: bool },
+    /// The socket closed or failed.
+    Closed,
+    /// Another connection took the session over [MQTT-3.1.4-3].
+    TakenOver,
+    /// The broker is shutting down.
+    Shutdown,
+    /// A protocol violation, a malformed packet or a keepalive timeout.
+    Error(ConnError),
+}
+
+/// The state of one connected client.
+struct Conn<R, W> {
+    broker: Arc<Broker>,
+    session: Arc<Session>,
+    client_id: ClientId,
+    /// Peer address, for log lines.
+    peer: String,
+    protocol: Protocol,
+    reader: R,
+    writer: W,
+    rbuf: BytesMut,
+    wbuf: BytesMut,
+    decoder: Decoder,
+    /// Seconds; 0 disables the keepalive check.
+    keep_alive: u16,
+    /// In-flight state, owned here while connected and handed back to the session at the end.
+    carried: Carried,
+    /// Most QoS 1/2 messages in flight to the client: min(its Receive Maximum, ours).
+    inflight_max: usize,
+    /// The client's Maximum Packet Size; larger messages are not sent to it [MQTT-3.1.2-24].
+    client_max_packet: usize,
+    /// Inbound topic aliases (v5) [MQTT-3.3.2-12].
+    topic_aliases: Vec<Option<bytes::Bytes>>,
+    will: Option<LastWill>,
+    /// Session Expiry Interval in force; DISCONNECT may change it [MQTT-3.14.2-2].
+    session_expiry: u32,
+    /// Session Expiry Interval given in CONNECT, for the DISCONNECT rule.
+    connect_session_expiry: u32,
+    /// Scratch for messages taken from the session queue.
+    batch: Vec<crate::message::Delivery>,
+}
+
+/// Serves one accepted connection until it ends. Never panics on client input; every
+/// violation is logged with the client id and the statement it breaks.
+pub async fn serve<S>(broker: Arc<Broker>, stream: S, peer: String)
+where
+    S: AsyncRead + AsyncWrite + Send + 'static,
+{
+    broker.metrics.inc_connections_accepted();
+    let (mut reader, mut writer) = tokio::io::split(stream);
+    let mut rbuf = BytesMut::with_capacity(512);
+    let mut decoder = Decoder::new(broker.config.mqtt.max_packet_size);
+
+    let connect = match read_connect(&broker, &mut reader, &mut rbuf, &mut decoder).await {
+        Ok(Some(c)) => c,
+        Ok(None) => return,
+        Err(e) => {
+            if let ConnError::Decode(d) = &e {
+                // An unknown protocol level gets CONNACK 0x01 before the close [MQTT-3.1.2-2].
+                if let Some(code) = d.v3_connack_code() {
+                    let mut buf = BytesMut::new();
+                    let ack = dynamq_codec::ConnAck {
+                        session_present: false,
+                        reason_code: dynamq_codec::ReasonCode::from_v3_connack(code)
+                            .unwrap_or(ReasonCode::UnsupportedProtocolVersion),
+                        properties: Default::default(),
+                    };
+                    if dynamq_codec::encode::encode(&Packet::ConnAck(ack), Protocol::V311, &mut buf)
+                        .is_ok()
+                    {
+                        let _ = write_with_deadline(&mut writer, &buf).await;
+                    }
+                }
+            }
+            if e.is_violation() {
+                broker.metrics.inc_protocol_errors();
+                tracing::warn!(peer = %peer, "closing connection before CONNECT: {e}");
+            } else {
+                tracing::debug!(peer = %peer, "connection ended before CONNECT: {e}");
+            }
+            return;
+        }
+    };
+    let protocol = connect.protocol;
+
+    let accepted = match connect::validate(&broker, &connect) {
+        Ok(a) => a,
+        Err((reason, msg)) => {
+            broker.metrics.inc_connects_refused();
+            tracing::warn!(peer = %peer, client = %connect.client_id, "CONNECT refused ({:#04x}): {msg}", reason.code());
+            let mut buf = BytesMut::new();
+            let ack = connect::refusal(reason, msg, protocol);
+            if dynamq_codec::encode::encode(&Packet::ConnAck(ack), protocol, &mut buf).is_ok() {
+                let _ = write_with_deadline(&mut writer, &buf).await;
+            }
+            return;
+        }
+    };
+
+    let conn_id = broker.next_conn_id();
+    let kick = CancellationToken::new();
+    let done = CancellationToken::new();
+    let handle = ConnHandle {
+        conn_id,
+        kick: kick.clone(),
+        done: done.clone(),
+    };
+    let clean_start = connect.clean_start;
+    let (session, present, carried) =
+        connect::attach(&broker, &accepted.client_id, clean_start, &handle).await;
+    session.with_state(|st| st.expiry_interval = accepted.session_expiry);
+
+    let props = &connect.properties;
+    let mut conn = Conn {
+        broker: broker.clone(),
+        session,
+        client_id: accepted.client_id.clone(),
+        peer,
+        protocol,
+        reader,
+        writer,
+        rbuf,
+        wbuf: BytesMut::with_capacity(256),
+        decoder,
+        keep_alive: accepted.keep_alive,
+        carried,
+        inflight_max: usize::from(
+            props
+                .receive_maximum
+                .unwrap_or(u16::MAX)
+                .min(broker.config.mqtt.max_inflight),
+        ),
+        client_max_packet: props.maximum_packet_size.map_or(usize::MAX, |m| m as usize),
+        topic_aliases: Vec::new(),
+        will: connect.will.clone(),
+        session_expiry: accepted.session_expiry,
+        connect_session_expiry: accepted.session_expiry,
+        batch: Vec::new(),
+    };
+
+    let ack = connect::connack(&broker, protocol, &accepted, present);
+    conn.send(&Packet::ConnAck(ack));
+    broker.metrics.inc_connects();
+    tracing::debug!(client = %conn.client_id, peer = %conn.peer, ?protocol, present, "connected");
+    broker.hooks.client_connected(&conn.client_id).await;
+    if !present {
+        conn.restore_subscriptions().await;
+    }
+    conn.resend_inflight();
+
+    let end = conn.run(&kick).await;
+    conn.finish(end, conn_id, &done).await;
+}
+
+/// Reads until the first packet is complete. `Ok(None)`: the peer closed first.
+async fn read_connect<R: AsyncRead + Unpin>(
+    broker: &Broker,
+    reader: &mut R,
+    rbuf: &mut BytesMut,
+    decoder: &mut Decoder,
+) -> Result<Option<Box<dynamq_codec::Connect>>, ConnError> {
+    let secs = broker.config.mqtt.connect_timeout;
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        if let Some(p) = decoder.decode(rbuf)? {
+            return match p {
+                Packet::Connect(c) => Ok(Some(c)),
+                _ => Err(ConnError::protocol(
+                    ReasonCode::ProtocolError,
+                    "[MQTT-3.1.0-1] first packet is not CONNECT",
+                )),
+            };
+        }
+        rbuf.reserve(READ_CHUNK);
+        match tokio::time::timeout_at(deadline, reader.read_buf(rbuf)).await {
+            Err(_) => return Err(ConnError::ConnectTimeout(secs)),
+            Ok(Ok(0)) => return Ok(None),
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => return Err(e.into()),
+        }
+    }
+}
+
+/// Writes `buf` whole, giving up after a second (used for last words to a client).
+async fn write_with_deadline<W: AsyncWrite + Unpin>(w: &mut W, buf: &[u8]) -> std::io::Result<()> {
+    match tokio::time::timeout(Duration::from_secs(1), async {
+        w.write_all(buf).await?;
+        w.flush().await?;
+        w.shutdown().await
+    })
+    .await
+    {
+        Ok(r) => r,
+        Err(_) => Err(std::io::ErrorKind::TimedOut.into()),
+    }
+}
+
+impl<R, W> Conn<R, W>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    /// Encodes a packet into the write buffer.
+    fn send(&mut self, p: &Packet) {
+        if let Err(e) = dynamq_codec::encode::encode(p, self.protocol, &mut self.wbuf) {
+            tracing::error!(client = %self.client_id, "cannot encode packet: {e}");
+        }
+    }
+
+    /// The main loop. Returns why it ended.
+    async fn run(&mut self, kick: &CancellationToken) -> End {
+        let keep_alive = Duration::from_millis(u64::from(self.keep_alive) * 1500);
+        let mut deadline = Instant::now() + keep_alive;
+        let shutdown = self.broker.shutdown.clone();
+        loop {
+            self.pump_queue();
+            let can_take = self.can_take_more();
+            let session = self.session.clone();
+            let want_write = !self.wbuf.is_empty();
+            if self.rbuf.capacity() - self.rbuf.len() < READ_CHUNK / 4 {
+                self.rbuf.reserve(READ_CHUNK);
+            }
+            tokio::select! {
+                biased;
+                _ = kick.cancelled() => return End::TakenOver,
+                _ = shutdown.cancelled() => return End::Shutdown,
+                r = self.writer.write(&self.wbuf), if want_write => match r {
+                    Ok(0) => return End::Closed,
+                    Ok(n) => {
+                        let _ = self.wbuf.split_to(n);
+                        if self.wbuf.is_empty() && self.writer.flush().await.is_err() {
+                            return End::Closed;
+                        }
+                    }
+                    Err(_) => return End::Closed,
+                },
+                r = self.reader.read_buf(&mut self.rbuf) => match r {
+                    Ok(0) | Err(_) => return End::Closed,
+                    Ok(_) => {
+                        if self.keep_alive > 0 {
+                            deadline = Instant::now() + keep_alive;
+                        }
+                        match self.handle_input().await {
+                            Ok(None) => {}
+                            Ok(Some(end)) => return end,
+                            Err(e) => return End::Error(e),
+                        }
+                    }
+                },
+                _ = session.notify.notified(), if can_take => {}
+                _ = tokio::time::sleep_until(deadline), if self.keep_alive > 0 => {
+                    return End::Error(ConnError::KeepAliveTimeout(self.keep_alive));
+                }
+            }
+        }
+    }
+
+    /// Decodes and handles every complete packet in the read buffer.
+    async fn handle_input(&mut self) -> Result<Option<End>, ConnError> {
+        while let Some(packet) = self.decoder.decode(&mut self.rbuf)? {
+            if let Some(end) = self.handle(packet).await? {
+                return Ok(Some(end));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Ends the connection: last words to the client, the will, the session's fate.
+    async fn finish(mut self, end: End, conn_id: u64, done: &CancellationToken) {
+        let mut publish_will = true;
+        let mut reason = None;
+        match &end {
+            End::Disconnect { will } => publish_will = *will,
+            End::Closed => {}
+            End::TakenOver => reason = Some(ReasonCode::SessionTakenOver),
+            End::Shutdown => {
+                reason = Some(ReasonCode::ServerShuttingDown);
+                publish_will = false;
+            }
+            End::Error(e) => {
+                reason = e.disconnect_reason();
+                if e.is_violation() {
+                    self.broker.metrics.inc_protocol_errors();
+                    tracing::warn!(client = %self.client_id, peer = %self.peer, "closing connection: {e}");
+                } else {
+                    tracing::info!(client = %self.client_id, peer = %self.peer, "closing connection: {e}");
+                }
+            }
+        }
+        if let (Some(reason), true) = (reason, self.protocol.is_v5()) {
+            self.send(&Packet::Disconnect(Disconnect {
+                reason_code: reason,
+                properties: DisconnectProperties::default(),
+            }));
+        }
+        if !self.wbuf.is_empty() || !matches!(end, End::Closed) {
+            let buf = std::mem::take(&mut self.wbuf);
+            let _ = write_with_deadline(&mut self.writer, &buf).await;
+        }
+
+        // Hand the in-flight state back before anyone else can own the session.
+        let carried = std::mem::take(&mut self.carried);
+        let expiry = self.session_expiry;
+        self.session.with_state(|st| {
+            st.carried = carried;
+            st.expiry_interval = expiry;
+        });
+        let detached = self.session.release(conn_id);
+        self.broker.hooks.client_disconnected(&self.client_id).await;
+
+        let will = if publish_will { self.will.take() } else { None };
+        match detached {
+            Some(detaches) => {
+                // Still ours: the session ends now or when its expiry interval runs out.
+                if expiry == 0 {
+                    if let Some(w) = will {
+                        self.publish_will(w, 0).await;
+                    }
+                    self.broker.end_session(&self.session).await;
+                } else {
+                    if let Some(w) = will {
+                        self.publish_will(w, expiry).await;
+                    }
+                    self.broker
+                        .schedule_expiry(self.session.clone(), detaches, expiry);
+                }
+            }
+            None => {
+                // Taken over: the new connection owns the session now. A will with a delay
+                // waits in the session, where the new connection cancels it [MQTT-3.1.3-9].
+                if let Some(w) = will {
+                    self.publish_will(w, expiry).await;
+                }
+            }
+        }
+        done.cancel();
+        tracing::debug!(client = %self.client_id, ?end, "disconnected");
+    }
+}

@@ -1,0 +1,207 @@
+//! Messages to the client: taking them from the session queue within the in-flight window,
+//! packet ids, the QoS 1/2 acknowledgement flows, and resending on reconnect.
+
+use std::time::Instant;
+
+use dynamq_codec::{Packet, PubResp, Publish, PublishProperties, QoS, ReasonCode};
+use tokio::io::{AsyncRead, AsyncWrite};
+
+use super::{Conn, WRITE_HIGH_WATER};
+use crate::message::Delivery;
+use crate::session::inflight::{OutEntry, OutState};
+
+impl<R, W> Conn<R, W>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    /// True when the loop should wait for queued messages: the write buffer has room.
+    pub(super) fn can_take_more(&self) -> bool {
+        self.wbuf.len() < WRITE_HIGH_WATER
+    }
+
+    /// Room for more QoS 1/2 messages in flight [MQTT-3.3.4-9].
+    fn inflight_room(&self) -> usize {
+        self.inflight_max
+            .saturating_sub(self.carried.inflight.len())
+    }
+
+    /// Moves queued messages into the write buffer while the buffer has room. QoS 1/2
+    /// messages also need room in the in-flight window; when it is full, they wait in the
+    /// queue (in order) until acknowledgements arrive.
+    pub(super) fn pump_queue(&mut self) {
+        while self.can_take_more() {
+            let room = self.inflight_room();
+            let mut batch = std::mem::take(&mut self.batch);
+            batch.clear();
+            self.session.take_queued_within(64, room, &mut batch);
+            if batch.is_empty() {
+                self.batch = batch;
+                return;
+            }
+            let now = Instant::now();
+            for d in batch.drain(..) {
+                self.send_delivery(d, now);
+            }
+            self.batch = batch;
+        }
+    }
+
+    /// Sends one delivery, registering it as in flight if its QoS is 1 or 2.
+    fn send_delivery(&mut self, d: Delivery, now: Instant) {
+        if d.msg.is_expired(now) {
+            // An expired message is not sent [MQTT-3.3.2-5].
+            self.broker.metrics.inc_dropped_expired();
+            return;
+        }
+        let packet_id = if d.qos == QoS::AtMostOnce {
+            None
+        } else {
+            match self.carried.inflight.next_packet_id() {
+                Some(id) => Some(id),
+                None => {
+                    tracing::warn!(client = %self.client_id, "no free packet id; message dropped");
+                    return;
+                }
+            }
+        };
+        let publish = self.publish_packet(&d, packet_id, false, now);
+        if !self.encode_publish(&publish) {
+            return;
+        }
+        self.broker.metrics.inc_messages_sent();
+        if let Some(packet_id) = packet_id {
+            let state = if d.qos == QoS::AtLeastOnce {
+                OutState::AwaitPubAck
+            } else {
+                OutState::AwaitPubRec
+            };
+            self.carried.inflight.push(OutEntry {
+                packet_id,
+                delivery: d,
+                state,
+            });
+        }
+    }
+
+    fn publish_packet(
+        &self,
+        d: &Delivery,
+        packet_id: Option<u16>,
+        dup: bool,
+        now: Instant,
+    ) -> Publish {
+        let properties = if self.protocol.is_v5() {
+            let mut p = d.msg.properties.clone();
+            p.subscription_identifiers = d.sub_ids.clone();
+            p.message_expiry_interval = d.msg.remaining_expiry(now);
+            p
+        } else {
+            PublishProperties::default()
+        };
+        Publish {
+            dup,
+            qos: d.qos,
+            retain: d.retain,
+            topic: d.msg.topic.clone(),
+            packet_id,
+            properties,
+            payload: d.msg.payload.clone(),
+        }
+    }
+
+    /// Encodes a PUBLISH unless it exceeds the client's Maximum Packet Size, in which case
+    /// it is dropped as if delivered [MQTT-3.1.2-25]. Returns whether it was written.
+    fn encode_publish(&mut self, p: &Publish) -> bool {
+        let start = self.wbuf.len();
+        let packet = Packet::Publish(p.clone());
+        if let Err(e) = dynamq_codec::encode::encode(&packet, self.protocol, &mut self.wbuf) {
+            self.wbuf.truncate(start);
+            tracing::warn!(client = %self.client_id, "cannot encode PUBLISH: {e}");
+            return false;
+        }
+        if self.wbuf.len() - start > self.client_max_packet {
+            self.wbuf.truncate(start);
+            self.broker.metrics.inc_dropped_too_large();
+            return false;
+        }
+        true
+    }
+
+    /// Resends every unacknowledged message after a reconnect, in the original order:
+    /// PUBLISH with DUP set, or PUBREL for those already received [MQTT-4.4.0-1].
+    pub(super) fn resend_inflight(&mut self) {
+        let now = Instant::now();
+        let entries: Vec<(u16, OutState, Delivery)> = self
+            .carried
+            .inflight
+            .iter()
+            .map(|e| (e.packet_id, e.state, e.delivery.clone()))
+            .collect();
+        for (packet_id, state, d) in entries {
+            match state {
+                OutState::AwaitPubAck | OutState::AwaitPubRec => {
+                    let p = self.publish_packet(&d, Some(packet_id), true, now);
+                    self.encode_publish(&p);
+                }
+                OutState::AwaitPubComp => {
+                    self.send(&Packet::PubRel(PubResp::new(packet_id)));
+                }
+            }
+        }
+    }
+
+    /// PUBACK from the client: a QoS 1 delivery is done.
+    pub(super) async fn on_puback(&mut self, ack: PubResp) {
+        match self
+            .carried
+            .inflight
+            .complete(ack.packet_id, OutState::AwaitPubAck)
+        {
+            Some(e) => {
+                self.broker
+                    .hooks
+                    .message_acked(&self.client_id, &e.delivery.msg)
+                    .await
+            }
+            None => {
+                tracing::debug!(client = %self.client_id, packet_id = ack.packet_id, "PUBACK for no message in flight")
+            }
+        }
+    }
+
+    /// PUBREC from the client: answer PUBREL [MQTT-4.3.3-4]; an error reason ends the flow.
+    pub(super) fn on_pubrec(&mut self, ack: PubResp) {
+        let id = ack.packet_id;
+        if ack.reason_code.is_error() {
+            self.carried.inflight.complete(id, OutState::AwaitPubRec);
+            return;
+        }
+        let known = self.carried.inflight.mark_released(id)
+            || self.carried.inflight.state(id) == Some(OutState::AwaitPubComp);
+        let mut rel = PubResp::new(id);
+        if !known {
+            rel.reason_code = ReasonCode::PacketIdentifierNotFound;
+        }
+        self.send(&Packet::PubRel(rel));
+    }
+
+    /// PUBCOMP from the client: a QoS 2 delivery is done.
+    pub(super) async fn on_pubcomp(&mut self, ack: PubResp) {
+        match self
+            .carried
+            .inflight
+            .complete(ack.packet_id, OutState::AwaitPubComp)
+        {
+            Some(e) => {
+                self.broker
+                    .hooks
+                    .message_acked(&self.client_id, &e.delivery.msg)
+                    .await
+            }
+            None => {
+                tracing::debug!(client = %self.client_id, packet_id = ack.packet_id, "PUBCOMP for no message in flight")
+            }
+        }
+    }
+}

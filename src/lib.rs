@@ -1,0 +1,25 @@
+//! dynamq: an MQTT 3.1.1 / 5.0 broker whose state lives in DynamoDB or an embedded store.
+//!
+//! The layers, each a module, depend downwards only:
+//! - `dynamq_codec` (its own crate): packets to and from bytes, no I/O.
+//! - `transport`: TCP and WebSocket listeners; a WebSocket becomes a byte stream.
+//! - `connection`: one task per client: CONNECT handshake, keepalive, QoS flows, batched
+//!   writes, will messages.
+//! - `session`: what outlives a connection: subscriptions, the bounded message queue,
+//!   in-flight messages; and the registry of sessions by client id.
+//! - `router`: the subscription trie and the retained messages.
+//! - `hooks`: broker events turned into store actions.
+//! - `broker`: the shared state and the operations that span modules (publish, end session).
+//! - `server`: listeners up, shutdown down.
+//! - `config`: the TOML configuration.
+
+pub mod broker;
+pub mod config;
+pub mod connection;
+pub mod hooks;
+pub mod message;
+pub mod metrics;
+pub mod router;
+pub mod server;
+pub mod session;
+pub mod transport;

@@ -1,0 +1,87 @@
+//! The application message as the broker routes it, and one delivery of it to one session.
+//!
+//! A `Message` is built once per PUBLISH and shared (`Arc`) by every subscriber's queue; only
+//! the per-subscription parts (QoS, retain flag, subscription identifiers) live in `Delivery`.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use dynamq_codec::{PublishProperties, QoS};
+
+/// A client identifier. Cheap to clone; compared by value.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ClientId(Arc<str>);
+
+impl ClientId {
+    pub fn new(s: &str) -> ClientId {
+        ClientId(Arc::from(s))
+    }
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for ClientId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Debug for ClientId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?}", &*self.0)
+    }
+}
+
+/// An application message on its way through the broker.
+#[derive(Debug)]
+pub struct Message {
+    /// The topic name (UTF-8, checked by the codec), never an alias.
+    pub topic: Bytes,
+    pub payload: Bytes,
+    pub qos: QoS,
+    /// The RETAIN flag as published.
+    pub retain: bool,
+    /// v5 properties to forward: topic alias and subscription identifiers removed
+    /// ([MQTT-3.3.2-7] aliases are per connection; identifiers are per subscription).
+    pub properties: PublishProperties,
+    /// When the Message Expiry Interval runs out; forwarded with the time remaining
+    /// [MQTT-3.3.2-6].
+    pub expires_at: Option<Instant>,
+    /// The publisher, for No Local [MQTT-3.8.3-3] and the stores' `sender`.
+    pub sender: ClientId,
+}
+
+impl Message {
+    pub fn topic_str(&self) -> &str {
+        std::str::from_utf8(&self.topic).unwrap_or("")
+    }
+
+    pub fn is_expired(&self, now: Instant) -> bool {
+        self.expires_at.is_some_and(|t| t <= now)
+    }
+
+    /// Seconds left of the Message Expiry Interval, rounded up, for forwarding.
+    pub fn remaining_expiry(&self, now: Instant) -> Option<u32> {
+        self.expires_at.map(|t| {
+            let left = t.saturating_duration_since(now);
+            let secs = left.as_secs() + u64::from(left.subsec_nanos() > 0);
+            u32::try_from(secs).unwrap_or(u32::MAX).max(1)
+        })
+    }
+}
+
+/// One message queued for one session.
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    pub msg: Arc<Message>,
+    /// min(published QoS, granted QoS) [MQTT-3.8.4-6].
+    pub qos: QoS,
+    /// The RETAIN flag to send: set for retained messages sent on subscribe; for live
+    /// forwarding only with Retain As Published [MQTT-3.3.1-12] [MQTT-3.3.1-13].
+    pub retain: bool,
+    /// Identifiers of every matching subscription that has one [MQTT-3.3.4-3].
+    pub sub_ids: Vec<u32>,
+}

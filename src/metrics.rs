@@ -1,0 +1,35 @@
+//! Counters of what the broker did and dropped. Each overflow policy has one here, so that a
+//! drop is never silent.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+macro_rules! counters {
+    ($($name:ident, $inc:ident, $doc:literal;)*) => {
+        #[derive(Debug, Default)]
+        pub struct Metrics {
+            $(#[doc = $doc] pub $name: AtomicU64,)*
+        }
+        impl Metrics {
+            $(pub fn $inc(&self) { self.$name.fetch_add(1, Ordering::Relaxed); })*
+            /// (name, value) pairs, for logs and the metrics endpoint.
+            pub fn snapshot(&self) -> Vec<(&'static str, u64)> {
+                vec![$((stringify!($name), self.$name.load(Ordering::Relaxed)),)*]
+            }
+        }
+    };
+}
+
+counters! {
+    connections_accepted, inc_connections_accepted, "TCP or WebSocket connections accepted.";
+    connects, inc_connects, "CONNECTs accepted (CONNACK 0).";
+    connects_refused, inc_connects_refused, "CONNECTs refused with an error CONNACK.";
+    protocol_errors, inc_protocol_errors, "Connections closed for a malformed packet or a protocol violation.";
+    messages_received, inc_messages_received, "PUBLISH packets received from clients.";
+    messages_sent, inc_messages_sent, "PUBLISH packets sent to clients.";
+    dropped_queue_full, inc_dropped_queue_full, "Messages dropped because a session queue was full.";
+    dropped_qos0_offline, inc_dropped_qos0_offline, "QoS 0 messages not queued for a client that is away.";
+    dropped_expired, inc_dropped_expired, "Messages dropped because their expiry interval ran out.";
+    dropped_too_large, inc_dropped_too_large, "Messages not sent because they exceed the client's Maximum Packet Size.";
+    wills_published, inc_wills_published, "Will messages published.";
+    takeovers, inc_takeovers, "Connections closed because the same client id connected again.";
+}

@@ -1,0 +1,227 @@
+//! The subscription trie: one node per topic level; `+` and `#` are children like any other
+//! level and are looked up beside the literal level while matching.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use dynamq_codec::SubscriptionOptions;
+
+use crate::session::Session;
+
+#[derive(Debug)]
+pub struct Entry {
+    pub session: Arc<Session>,
+    pub options: SubscriptionOptions,
+    pub id: Option<u32>,
+}
+
+#[derive(Debug)]
+struct SharedGroup {
+    name: Box<str>,
+    members: Vec<Entry>,
+    /// Round-robin position.
+    next: AtomicUsize,
+}
+
+#[derive(Debug, Default)]
+struct Node {
+    children: HashMap<Box<str>, Node>,
+    subs: Vec<Entry>,
+    shared: Vec<SharedGroup>,
+}
+
+impl Node {
+    fn is_empty(&self) -> bool {
+        self.children.is_empty() && self.subs.is_empty() && self.shared.is_empty()
+    }
+}
+
+#[derive(Debug, Default)]
+pub struct Trie {
+    root: Node,
+    filters: usize,
+}
+
+impl Trie {
+    fn node_mut(&mut self, filter: &str) -> &mut Node {
+        let mut node = &mut self.root;
+        for level in filter.split('/') {
+            node = node.children.entry(Box::from(level)).or_default();
+        }
+        node
+    }
+
+    /// Inserts or replaces; true if the session was already subscribed to this filter.
+    pub fn insert(&mut self, filter: &str, entry: Entry) -> bool {
+        let node = self.node_mut(filter);
+        let was_empty = node.subs.is_empty() && node.shared.is_empty();
+        let existed = match node
+            .subs
+            .iter_mut()
+            .find(|e| Arc::ptr_eq(&e.session, &entry.session))
+        {
+            Some(e) => {
+                *e = entry;
+                true
+            }
+            None => {
+                node.subs.push(entry);
+                false
+            }
+        };
+        if was_empty {
+            self.filters += 1;
+        }
+        existed
+    }
+
+    pub fn insert_shared(&mut self, filter: &str, group: &str, entry: Entry) -> bool {
+        let node = self.node_mut(filter);
+        let was_empty = node.subs.is_empty() && node.shared.is_empty();
+        let g = match node.shared.iter_mut().position(|g| &*g.name == group) {
+            Some(i) => &mut node.shared[i],
+            None => {
+                node.shared.push(SharedGroup {
+                    name: Box::from(group),
+                    members: Vec::new(),
+                    next: AtomicUsize::new(0),
+                });
+                let last = node.shared.len() - 1;
+                &mut node.shared[last]
+            }
+        };
+        let existed = match g
+            .members
+            .iter_mut()
+            .find(|e| Arc::ptr_eq(&e.session, &entry.session))
+        {
+            Some(e) => {
+                *e = entry;
+                true
+            }
+            None => {
+                g.members.push(entry);
+                false
+            }
+        };
+        if was_empty {
+            self.filters += 1;
+        }
+        existed
+    }
+
+    /// Removes `session` from the node at `filter` with `edit`, then prunes empty nodes.
+    fn remove_with(&mut self, filter: &str, edit: impl FnOnce(&mut Node) -> bool) -> bool {
+        fn walk<'a>(
+            node: &mut Node,
+            mut levels: impl Iterator<Item = &'a str>,
+            edit: impl FnOnce(&mut Node) -> bool,
+        ) -> (bool, bool) {
+            match levels.next() {
+                None => {
+                    let had = !(node.subs.is_empty() && node.shared.is_empty());
+                    let removed = edit(node);
+                    let now_empty = node.subs.is_empty() && node.shared.is_empty();
+                    (removed, had && now_empty)
+                }
+                Some(level) => {
+                    let Some(child) = node.children.get_mut(level) else {
+                        return (false, false);
+                    };
+                    let r = walk(child, levels, edit);
+                    if child.is_empty() {
+                        node.children.remove(level);
+                    }
+                    r
+                }
+            }
+        }
+        let (removed, emptied) = walk(&mut self.root, filter.split('/'), edit);
+        if emptied {
+            self.filters = self.filters.saturating_sub(1);
+        }
+        removed
+    }
+
+    pub fn remove(&mut self, filter: &str, session: &Arc<Session>) -> bool {
+        self.remove_with(filter, |node| {
+            let before = node.subs.len();
+            node.subs.retain(|e| !Arc::ptr_eq(&e.session, session));
+            node.subs.len() != before
+        })
+    }
+
+    pub fn remove_shared(&mut self, filter: &str, group: &str, session: &Arc<Session>) -> bool {
+        self.remove_with(filter, |node| {
+            let Some(i) = node.shared.iter().position(|g| &*g.name == group) else {
+                return false;
+            };
+            let g = &mut node.shared[i];
+            let before = g.members.len();
+            g.members.retain(|e| !Arc::ptr_eq(&e.session, session));
+            let removed = g.members.len() != before;
+            if g.members.is_empty() {
+                node.shared.remove(i);
+            }
+            removed
+        })
+    }
+
+    /// Pushes every non-shared subscription matching `topic` into `out`.
+    pub fn matches<'a>(&'a self, topic: &str, out: &mut Vec<&'a Entry>) {
+        self.walk(topic, &mut |node| out.extend(node.subs.iter()));
+    }
+
+    /// Calls `f` with one member of every shared group matching `topic`, chosen round-robin
+    /// among the online members (any member if none is online).
+    pub fn shared_matches(&self, topic: &str, mut f: impl FnMut(&Entry)) {
+        self.walk(topic, &mut |node| {
+            for g in &node.shared {
+                let n = g.members.len();
+                if n == 0 {
+                    continue;
+                }
+                let start = g.next.fetch_add(1, Ordering::Relaxed);
+                let pick = (0..n)
+                    .map(|k| &g.members[(start + k) % n])
+                    .find(|e| e.session.is_online())
+                    .unwrap_or(&g.members[start % n]);
+                f(pick);
+            }
+        });
+    }
+
+    /// Visits every node whose filter matches `topic`. Topics starting with `$` are not
+    /// matched by a wildcard in the first level [MQTT-4.7.2-1]; `a/#` matches `a`
+    /// [MQTT-4.7.1-2].
+    fn walk<'a>(&'a self, topic: &str, visit: &mut impl FnMut(&'a Node)) {
+        fn go<'a>(node: &'a Node, levels: &[&str], first: bool, visit: &mut impl FnMut(&'a Node)) {
+            let Some((level, rest)) = levels.split_first() else {
+                visit(node);
+                if let Some(hash) = node.children.get("#") {
+                    visit(hash);
+                }
+                return;
+            };
+            if let Some(child) = node.children.get(*level) {
+                go(child, rest, false, visit);
+            }
+            if first && level.starts_with('$') {
+                return;
+            }
+            if let Some(plus) = node.children.get("+") {
+                go(plus, rest, false, visit);
+            }
+            if let Some(hash) = node.children.get("#") {
+                visit(hash);
+            }
+        }
+        let levels: Vec<&str> = topic.split('/').collect();
+        go(&self.root, &levels, true, visit);
+    }
+
+    pub fn filter_count(&self) -> usize {
+        self.filters
+    }
+}

@@ -1,0 +1,105 @@
+//! Outgoing QoS 1/2 messages sent and not yet acknowledged, in send order, and packet id
+//! allocation.
+
+use std::collections::{HashSet, VecDeque};
+
+use crate::message::Delivery;
+
+/// Where an outgoing QoS 1/2 delivery stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutState {
+    /// QoS 1 PUBLISH sent; waiting for PUBACK.
+    AwaitPubAck,
+    /// QoS 2 PUBLISH sent; waiting for PUBREC.
+    AwaitPubRec,
+    /// PUBREL sent; waiting for PUBCOMP.
+    AwaitPubComp,
+}
+
+#[derive(Debug, Clone)]
+pub struct OutEntry {
+    pub packet_id: u16,
+    pub delivery: Delivery,
+    pub state: OutState,
+}
+
+/// In-flight deliveries in the order they were sent; resends keep that order [MQTT-4.6.0-1].
+#[derive(Debug, Default)]
+pub struct Inflight {
+    entries: VecDeque<OutEntry>,
+    in_use: HashSet<u16>,
+    next_id: u16,
+}
+
+impl Inflight {
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// A packet id not in use by another in-flight message [MQTT-2.2.1-3]. None when all
+    /// 65,535 are taken.
+    pub fn next_packet_id(&mut self) -> Option<u16> {
+        if self.in_use.len() >= usize::from(u16::MAX) {
+            return None;
+        }
+        loop {
+            self.next_id = self.next_id.wrapping_add(1);
+            if self.next_id != 0 && !self.in_use.contains(&self.next_id) {
+                return Some(self.next_id);
+            }
+        }
+    }
+
+    pub fn push(&mut self, entry: OutEntry) {
+        self.in_use.insert(entry.packet_id);
+        self.entries.push_back(entry);
+    }
+
+    fn position(&self, packet_id: u16) -> Option<usize> {
+        // Acks arrive mostly in order, so the match is nearly always at the front.
+        self.entries.iter().position(|e| e.packet_id == packet_id)
+    }
+
+    /// The state of `packet_id`, if in flight.
+    pub fn state(&self, packet_id: u16) -> Option<OutState> {
+        self.position(packet_id).map(|i| self.entries[i].state)
+    }
+
+    /// Removes and returns the entry for `packet_id` if it is in `expected` state.
+    pub fn complete(&mut self, packet_id: u16, expected: OutState) -> Option<OutEntry> {
+        let i = self.position(packet_id)?;
+        if self.entries[i].state != expected {
+            return None;
+        }
+        let e = self.entries.remove(i)?;
+        self.in_use.remove(&packet_id);
+        Some(e)
+    }
+
+    /// Moves a QoS 2 entry from AwaitPubRec to AwaitPubComp. Returns false if it is not in
+    /// that state.
+    pub fn mark_released(&mut self, packet_id: u16) -> bool {
+        match self.position(packet_id) {
+            Some(i) if self.entries[i].state == OutState::AwaitPubRec => {
+                self.entries[i].state = OutState::AwaitPubComp;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// All entries in send order, for resending on reconnect.
+    pub fn iter(&self) -> impl Iterator<Item = &OutEntry> {
+        self.entries.iter()
+    }
+
+    /// Drops everything (clean start).
+    pub fn clear(&mut self) {
+        self.entries.clear();
+        self.in_use.clear();
+    }
+}
