@@ -1,0 +1,229 @@
+//! Replay of stored messages to a new subscription: on_message_fetch_for_queue (every id in
+//! mqtt_topic_msg_map of the matching topics) and on_message_fetch_for_pubsub (only ids after
+//! the client's mqtt_acked cursor of each topic).
+//!
+//! Topics come from the stored-message index (wildcards work); each topic's ids are read
+//! from the store (the index may lag other nodes) and merged with the index's (the store may
+//! lag this node's writer). Then, per hook: ids older than `time_range` are expired (removed
+//! and their messages deleted), the newest `max_returned_count` kept, the messages read with
+//! BatchGetItem and returned in msgid order.
+
+use std::collections::{BTreeSet, HashMap};
+use std::time::Duration;
+
+use futures_util::future::join_all;
+
+use super::{Backend, BackendError};
+use crate::hooks::{HookFunction, HookSpec};
+use crate::msgid::{MsgId, now_micros};
+use crate::record::MessageRecord;
+use crate::store::Store;
+
+/// Concurrent store reads per fetch.
+const READ_CONCURRENCY: usize = 16;
+/// An id younger than this whose message is missing may still be in the write pipeline:
+/// flush and look again instead of calling it dangling.
+const IN_FLIGHT_GRACE: Duration = Duration::from_secs(60);
+
+impl Backend {
+    pub(super) async fn fetch_stored(
+        &self,
+        clientid: &str,
+        filter: &str,
+    ) -> Result<Vec<MessageRecord>, BackendError> {
+        let queue = self
+            .hook(HookFunction::OnMessageFetchForQueue, filter)
+            .cloned();
+        let pubsub = self
+            .hook(HookFunction::OnMessageFetchForPubsub, filter)
+            .cloned();
+        if queue.is_none() && pubsub.is_none() {
+            return Ok(Vec::new());
+        }
+        let topics = self.topics_for(filter);
+        if topics.is_empty() {
+            return Ok(Vec::new());
+        }
+        let ids_by_topic = self.read_topic_ids(&topics).await?;
+        let now = now_micros();
+        let mut wanted: BTreeSet<MsgId> = BTreeSet::new();
+        if let Some(spec) = &queue {
+            let all: Vec<MsgId> = ids_by_topic.values().flatten().copied().collect();
+            wanted.extend(self.select(spec, all, now, &ids_by_topic).await?);
+        }
+        if let Some(spec) = &pubsub {
+            let cursors = self.read_cursors(clientid, &topics).await?;
+            let after: Vec<MsgId> = ids_by_topic
+                .iter()
+                .flat_map(|(topic, ids)| {
+                    let cursor = cursors.get(topic).copied().flatten();
+                    ids.iter()
+                        .copied()
+                        .filter(move |id| cursor.is_none_or(|c| *id > c))
+                })
+                .collect();
+            wanted.extend(self.select(spec, after, now, &ids_by_topic).await?);
+        }
+        self.read_messages(wanted, &ids_by_topic, now).await
+    }
+
+    /// Stored topics matching the filter; a filter without wildcards is its own topic even if
+    /// the index has not seen it (another node may have written it).
+    fn topics_for(&self, filter: &str) -> Vec<String> {
+        let mut topics: Vec<String> = self
+            .stored
+            .read()
+            .matching(filter)
+            .into_iter()
+            .map(|(t, _)| t.to_owned())
+            .collect();
+        if !filter.contains(['+', '#']) && topics.is_empty() {
+            topics.push(filter.to_owned());
+        }
+        topics
+    }
+
+    async fn read_topic_ids(
+        &self,
+        topics: &[String],
+    ) -> Result<HashMap<String, BTreeSet<MsgId>>, BackendError> {
+        let mut out = HashMap::with_capacity(topics.len());
+        for chunk in topics.chunks(READ_CONCURRENCY) {
+            let reads = join_all(chunk.iter().map(|t| self.store.map_msgids(t))).await;
+            for (topic, ids) in chunk.iter().zip(reads) {
+                let mut ids: BTreeSet<MsgId> = ids?.into_iter().collect();
+                let mut index = self.stored.write();
+                if let Some(local) = index.get(topic) {
+                    ids.extend(local.iter().copied());
+                }
+                if ids.is_empty() {
+                    index.remove(topic);
+                } else {
+                    index.insert(topic.clone(), ids.clone());
+                }
+                out.insert(topic.clone(), ids);
+            }
+        }
+        Ok(out)
+    }
+
+    async fn read_cursors(
+        &self,
+        clientid: &str,
+        topics: &[String],
+    ) -> Result<HashMap<String, Option<MsgId>>, BackendError> {
+        let mut out = HashMap::with_capacity(topics.len());
+        for chunk in topics.chunks(READ_CONCURRENCY) {
+            let reads = join_all(chunk.iter().map(|t| self.store.acked(t, clientid))).await;
+            for (topic, cursor) in chunk.iter().zip(reads) {
+                out.insert(topic.clone(), cursor?);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Applies a hook's `time_range` (expiring older ids) and `max_returned_count` (newest).
+    async fn select(
+        &self,
+        spec: &HookSpec,
+        mut ids: Vec<MsgId>,
+        now: u64,
+        ids_by_topic: &HashMap<String, BTreeSet<MsgId>>,
+    ) -> Result<Vec<MsgId>, BackendError> {
+        ids.sort_unstable();
+        ids.dedup();
+        if let Some(range) = spec.time_range {
+            let oldest = MsgId::min_at_micros(now.saturating_sub(range.as_micros() as u64));
+            let split = ids.partition_point(|id| *id < oldest);
+            let expired: Vec<MsgId> = ids.drain(..split).collect();
+            if !expired.is_empty() {
+                self.counters
+                    .expired
+                    .fetch_add(expired.len() as u64, std::sync::atomic::Ordering::Relaxed);
+                self.remove_ids(&expired, ids_by_topic, true).await?;
+            }
+        }
+        if let Some(max) = spec.max_returned_count
+            && ids.len() > max
+        {
+            ids.drain(..ids.len() - max);
+        }
+        Ok(ids)
+    }
+
+    /// Removes ids from the maps of whichever topics hold them (and their messages, if
+    /// `delete_messages`).
+    async fn remove_ids(
+        &self,
+        ids: &[MsgId],
+        ids_by_topic: &HashMap<String, BTreeSet<MsgId>>,
+        delete_messages: bool,
+    ) -> Result<(), BackendError> {
+        for (topic, held) in ids_by_topic {
+            let gone: Vec<MsgId> = ids.iter().copied().filter(|id| held.contains(id)).collect();
+            if gone.is_empty() {
+                continue;
+            }
+            if delete_messages {
+                self.remove_stored(topic, gone).await?;
+            } else {
+                {
+                    let mut index = self.stored.write();
+                    if let Some(set) = index.get_mut(topic) {
+                        for id in &gone {
+                            set.remove(id);
+                        }
+                    }
+                }
+                self.submit(crate::op::WriteOp::MapRemove {
+                    topic: topic.clone(),
+                    msgids: gone,
+                })
+                .await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads the messages, in msgid order. Ids whose message is missing: if recent, the
+    /// writer is flushed and they are read again; old ones are dangling and removed from the
+    /// map.
+    async fn read_messages(
+        &self,
+        wanted: BTreeSet<MsgId>,
+        ids_by_topic: &HashMap<String, BTreeSet<MsgId>>,
+        now: u64,
+    ) -> Result<Vec<MessageRecord>, BackendError> {
+        if wanted.is_empty() {
+            return Ok(Vec::new());
+        }
+        let ids: Vec<MsgId> = wanted.iter().copied().collect();
+        let mut found = self.store.messages(&ids).await?;
+        let missing = |found: &[MessageRecord]| -> Vec<MsgId> {
+            let have: BTreeSet<MsgId> = found.iter().map(|m| m.msgid).collect();
+            wanted
+                .iter()
+                .copied()
+                .filter(|id| !have.contains(id))
+                .collect()
+        };
+        let grace = MsgId::min_at_micros(now.saturating_sub(IN_FLIGHT_GRACE.as_micros() as u64));
+        let mut lost = missing(&found);
+        if lost.iter().any(|id| *id >= grace) {
+            self.flush().await?;
+            found.extend(self.store.messages(&lost).await?);
+            lost = missing(&found);
+        }
+        let dangling: Vec<MsgId> = lost.into_iter().filter(|id| *id < grace).collect();
+        if !dangling.is_empty() {
+            self.counters
+                .dangling
+                .fetch_add(dangling.len() as u64, std::sync::atomic::Ordering::Relaxed);
+            tracing::warn!(count = dangling.len(), "map ids without a message removed");
+            self.remove_ids(&dangling, ids_by_topic, false).await?;
+        }
+        found.sort_by_key(|m| m.msgid);
+        found.dedup_by_key(|m| m.msgid);
+        Ok(found)
+    }
+}

@@ -1,0 +1,618 @@
+//! The hook actions: broker events in, store ops and lookups out ([`Backend`]).
+//!
+//! Each method runs only the functions configured for its event (the hook's topic filter is
+//! matched against the message topic, or the subscription filter for session events), as in
+//! DESIGN.md's action table. Writes go through the [`Writer`]; reads are awaited.
+
+mod fetch;
+mod index;
+
+use std::collections::{BTreeSet, HashMap};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use bytes::Bytes;
+use parking_lot::{Mutex, RwLock};
+
+use crate::dynamo::{DynamoConfig, DynamoStore};
+use crate::embedded::EmbeddedStore;
+use crate::error::StoreError;
+use crate::hooks::{HookEvent, HookFunction, HookSpec};
+use crate::msgid::{MsgId, MsgIdGen};
+use crate::op::WriteOp;
+use crate::record::{AckedRecord, ClientRecord, MessageRecord, SubRecord};
+use crate::store::{AnyStore, Store};
+use crate::writer::{SubmitError, Writer, WriterClosed, WriterConfig, WriterStats};
+use index::TopicIndex;
+
+/// Which store, and where.
+#[derive(Debug, Clone)]
+pub enum StoreConfig {
+    /// redb file `dynamq.redb` in this directory (created if missing).
+    Embedded {
+        data_dir: PathBuf,
+    },
+    Dynamo(DynamoConfig),
+}
+
+/// What to do when the write queue is full.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OverflowPolicy {
+    /// Wait for room: the event's caller is slowed down (backpressure). Nothing is dropped.
+    #[default]
+    Wait,
+    /// Drop the op, count it (`WriterStats::rejected_full`) and log it: MQTT traffic never
+    /// waits on the store.
+    Drop,
+}
+
+/// Everything [`Backend::new`] needs besides the hooks.
+#[derive(Debug, Clone)]
+pub struct BackendConfig {
+    pub store: StoreConfig,
+    /// This broker node's name: mixed into msgids (EMQX's node+pid hash).
+    pub node: String,
+    /// `None`: defaults for the store (DynamoDB: 25 per batch, `pool_size` requests in
+    /// flight; embedded: 512 per transaction, 2 transactions in flight).
+    pub writer: Option<WriterConfig>,
+    pub overflow: OverflowPolicy,
+    /// Most ids kept in one mqtt_topic_msg_map item; older ones are evicted (their message
+    /// deleted) and counted. 5,000 ids of ~47 bytes stay well under DynamoDB's 400 KB item.
+    pub map_cap_per_topic: usize,
+    /// Most msgids remembered per subscription to avoid replaying a stored message twice.
+    pub delivered_cap_per_subscription: usize,
+}
+
+impl BackendConfig {
+    pub fn new(store: StoreConfig, node: impl Into<String>) -> BackendConfig {
+        BackendConfig {
+            store,
+            node: node.into(),
+            writer: None,
+            overflow: OverflowPolicy::Wait,
+            map_cap_per_topic: 5_000,
+            delivered_cap_per_subscription: 10_000,
+        }
+    }
+}
+
+/// Errors the actions return to the broker.
+#[derive(Debug, thiserror::Error)]
+pub enum BackendError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    WriterClosed(#[from] WriterClosed),
+}
+
+/// A message published by a client, as [`Backend::message_published`] needs it.
+#[derive(Debug, Clone, Copy)]
+pub struct PublishedMessage<'a> {
+    pub topic: &'a str,
+    /// The publisher's client id.
+    pub sender: &'a str,
+    pub qos: u8,
+    pub retain: bool,
+    pub payload: &'a Bytes,
+}
+
+/// A message to deliver to a new subscription.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delivery {
+    pub message: MessageRecord,
+    /// A retained message (send with the RETAIN flag), as opposed to a stored one.
+    pub retained: bool,
+}
+
+/// Counters of the actions (the writer's are in `writer`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct BackendStats {
+    pub writer: WriterStats,
+    /// Ids evicted from a map item by the per-topic cap (their messages deleted).
+    pub evicted: u64,
+    /// Ids dropped because they were older than a fetch's `time_range`.
+    pub expired: u64,
+    /// Ids found in a map item without their mqtt_msg item (removed from the map).
+    pub dangling: u64,
+    /// Stored messages not replayed because this subscription already got them.
+    pub duplicates_skipped: u64,
+    /// Ops dropped by [`OverflowPolicy::Drop`].
+    pub dropped_full: u64,
+    /// Retained messages in the index.
+    pub retained: u64,
+    /// Topics with stored messages in the index.
+    pub stored_topics: u64,
+}
+
+#[derive(Debug, Default)]
+struct Counters {
+    evicted: AtomicU64,
+    expired: AtomicU64,
+    dangling: AtomicU64,
+    duplicates_skipped: AtomicU64,
+    dropped_full: AtomicU64,
+}
+
+/// The actions and their state. Share it with `Arc<Backend>`.
+#[derive(Debug)]
+pub struct Backend {
+    store: AnyStore,
+    writer: Writer,
+    writer_task: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    hooks: Vec<HookSpec>,
+    ids: MsgIdGen,
+    overflow: OverflowPolicy,
+    map_cap: usize,
+    delivered_cap: usize,
+    /// mqtt_retain, by topic.
+    retained: RwLock<TopicIndex<Arc<MessageRecord>>>,
+    /// mqtt_topic_msg_map, by topic: the ids, in msgid (time) order.
+    stored: RwLock<TopicIndex<BTreeSet<MsgId>>>,
+    /// Stored msgids already replayed, per client and subscription filter (cleared on
+    /// unsubscribe and disconnect).
+    delivered: Mutex<HashMap<String, HashMap<String, BTreeSet<MsgId>>>>,
+    counters: Counters,
+}
+
+impl Backend {
+    /// Opens the store, loads the indexes and starts the writer.
+    pub async fn new(config: BackendConfig, hooks: Vec<HookSpec>) -> Result<Backend, BackendError> {
+        let (store, default_writer) = match &config.store {
+            StoreConfig::Embedded { data_dir } => (
+                AnyStore::Embedded(EmbeddedStore::open(data_dir).await?),
+                WriterConfig {
+                    pool_size: 2,
+                    max_batch: 512,
+                    ..WriterConfig::default()
+                },
+            ),
+            StoreConfig::Dynamo(dc) => (
+                AnyStore::Dynamo(DynamoStore::connect(dc).await),
+                WriterConfig {
+                    pool_size: dc.pool_size.max(1),
+                    max_batch: crate::dynamo::BATCH_WRITE_MAX,
+                    ..WriterConfig::default()
+                },
+            ),
+        };
+        let writer_config = config.writer.clone().unwrap_or(default_writer);
+        Backend::with_store(store, writer_config, &config, hooks).await
+    }
+
+    /// Like [`Backend::new`] with an already opened store.
+    pub async fn with_store(
+        store: AnyStore,
+        writer_config: WriterConfig,
+        config: &BackendConfig,
+        hooks: Vec<HookSpec>,
+    ) -> Result<Backend, BackendError> {
+        let (writer, task) = Writer::spawn_with_handle(Arc::new(store.clone()), writer_config);
+        let backend = Backend {
+            store,
+            writer,
+            writer_task: Mutex::new(Some(task)),
+            hooks,
+            ids: MsgIdGen::new(&config.node),
+            overflow: config.overflow,
+            map_cap: config.map_cap_per_topic.max(1),
+            delivered_cap: config.delivered_cap_per_subscription.max(1),
+            retained: RwLock::new(TopicIndex::default()),
+            stored: RwLock::new(TopicIndex::default()),
+            delivered: Mutex::new(HashMap::new()),
+            counters: Counters::default(),
+        };
+        backend.refresh_indexes().await?;
+        Ok(backend)
+    }
+
+    /// Reloads the retained and stored-message indexes from the store (at start; and when
+    /// other nodes write the same tables).
+    pub async fn refresh_indexes(&self) -> Result<(), BackendError> {
+        let retained = self.store.retained_all().await?;
+        let maps = self.store.map_all().await?;
+        let mut r = TopicIndex::default();
+        for rec in retained {
+            r.insert(rec.topic.clone(), Arc::new(rec));
+        }
+        let mut s = TopicIndex::default();
+        for (topic, ids) in maps {
+            if !ids.is_empty() {
+                s.insert(topic, ids.into_iter().collect::<BTreeSet<_>>());
+            }
+        }
+        *self.retained.write() = r;
+        *self.stored.write() = s;
+        Ok(())
+    }
+
+    /// The store, for direct reads.
+    pub fn store(&self) -> &AnyStore {
+        &self.store
+    }
+
+    /// The hooks in force.
+    pub fn hooks(&self) -> &[HookSpec] {
+        &self.hooks
+    }
+
+    /// A fresh msgid from this node's generator.
+    pub fn next_msgid(&self) -> MsgId {
+        self.ids.next_id()
+    }
+
+    /// The first hook binding `function` whose filter matches `topic` (`None` filter: any).
+    fn hook(&self, function: HookFunction, topic: &str) -> Option<&HookSpec> {
+        self.hooks.iter().find(|h| {
+            h.function == function
+                && h.topic_filter
+                    .as_deref()
+                    .is_none_or(|f| dynamq_codec::topic::matches(f, topic))
+        })
+    }
+
+    fn configured(&self, function: HookFunction) -> bool {
+        self.hooks.iter().any(|h| h.function == function)
+    }
+
+    async fn submit(&self, op: WriteOp) -> Result<(), BackendError> {
+        match self.overflow {
+            OverflowPolicy::Wait => Ok(self.writer.submit(op).await?),
+            OverflowPolicy::Drop => match self.writer.try_submit(op) {
+                Ok(()) => Ok(()),
+                Err(SubmitError::Full(op)) => {
+                    self.counters.dropped_full.fetch_add(1, Ordering::Relaxed);
+                    tracing::error!(table = op.table().base_name(), op = ?op.key(),
+                        "store write queue full: op dropped");
+                    Ok(())
+                }
+                Err(SubmitError::Closed(_)) => Err(WriterClosed.into()),
+            },
+        }
+    }
+
+    /// client.connected: on_client_connected puts mqtt_client {connect_state 1, online_at now,
+    /// offline_at 0}.
+    pub async fn client_connected(
+        &self,
+        clientid: &str,
+        node: &str,
+        now: u64,
+    ) -> Result<(), BackendError> {
+        if self
+            .hooks
+            .iter()
+            .any(|h| h.function == HookFunction::OnClientConnected)
+        {
+            self.submit(WriteOp::PutClient(ClientRecord {
+                clientid: clientid.to_owned(),
+                node: node.to_owned(),
+                connect_state: 1,
+                online_at: now,
+                offline_at: 0,
+            }))
+            .await?;
+        }
+        Ok(())
+    }
+
+    /// client.disconnected: on_client_disconnected sets connect_state 0 and offline_at. The
+    /// client's replay-dedup memory is dropped (a new connection may replay again).
+    pub async fn client_disconnected(&self, clientid: &str, now: u64) -> Result<(), BackendError> {
+        self.delivered.lock().remove(clientid);
+        if self.configured(HookFunction::OnClientDisconnected) {
+            self.submit(WriteOp::ClientOffline {
+                clientid: clientid.to_owned(),
+                offline_at: now,
+            })
+            .await?;
+        }
+        Ok(())
+    }
+
+    /// session.created: with on_subscribe_lookup, the client's stored subscriptions
+    /// (filter, qos) for the broker to restore (empty otherwise).
+    pub async fn session_created(&self, clientid: &str) -> Result<Vec<(String, u8)>, BackendError> {
+        if !self.configured(HookFunction::OnSubscribeLookup) {
+            return Ok(Vec::new());
+        }
+        let subs = self.store.subscriptions(clientid).await?;
+        Ok(subs.into_iter().map(|s| (s.topic, s.qos)).collect())
+    }
+
+    /// session.subscribed. Stores the subscription (when on_subscribe_lookup is configured)
+    /// and returns what to deliver, in order: retained messages matching the filter
+    /// (on_retain_lookup; not for `$share/` filters), then stored messages
+    /// (on_message_fetch_for_queue / _for_pubsub; only for a new subscription with QoS > 0),
+    /// in msgid order, each at most once per (client, filter).
+    pub async fn subscribed(
+        &self,
+        clientid: &str,
+        filter: &str,
+        qos: u8,
+        is_new: bool,
+    ) -> Result<Vec<Delivery>, BackendError> {
+        if self.configured(HookFunction::OnSubscribeLookup) {
+            self.submit(WriteOp::PutSub(SubRecord {
+                clientid: clientid.to_owned(),
+                topic: filter.to_owned(),
+                qos,
+            }))
+            .await?;
+        }
+        let shared = dynamq_codec::topic::parse_shared(filter);
+        let real = shared.map_or(filter, |(_, f)| f);
+        let mut out = Vec::new();
+        if shared.is_none() && self.hook(HookFunction::OnRetainLookup, real).is_some() {
+            let mut retained: Vec<MessageRecord> = self
+                .retained
+                .read()
+                .matching(real)
+                .into_iter()
+                .map(|(_, rec)| (**rec).clone())
+                .collect();
+            retained.sort_by_key(|m| m.msgid);
+            out.extend(retained.into_iter().map(|message| Delivery {
+                message,
+                retained: true,
+            }));
+        }
+        if qos > 0 && is_new {
+            let stored = self.fetch_stored(clientid, real).await?;
+            let fresh = self.remember_delivered(clientid, filter, &out, stored);
+            out.extend(fresh.into_iter().map(|message| Delivery {
+                message,
+                retained: false,
+            }));
+        }
+        Ok(out)
+    }
+
+    /// Keeps the stored messages this subscription has not had yet (and not just delivered as
+    /// retained), and remembers them.
+    fn remember_delivered(
+        &self,
+        clientid: &str,
+        filter: &str,
+        retained: &[Delivery],
+        stored: Vec<MessageRecord>,
+    ) -> Vec<MessageRecord> {
+        if stored.is_empty() {
+            return stored;
+        }
+        let mut all = self.delivered.lock();
+        let seen = all
+            .entry(clientid.to_owned())
+            .or_default()
+            .entry(filter.to_owned())
+            .or_default();
+        let mut fresh = Vec::with_capacity(stored.len());
+        for m in stored {
+            let dup =
+                seen.contains(&m.msgid) || retained.iter().any(|d| d.message.msgid == m.msgid);
+            if dup {
+                self.counters
+                    .duplicates_skipped
+                    .fetch_add(1, Ordering::Relaxed);
+            } else {
+                seen.insert(m.msgid);
+                fresh.push(m);
+            }
+        }
+        while seen.len() > self.delivered_cap {
+            seen.pop_first();
+        }
+        fresh
+    }
+
+    /// session.unsubscribed: deletes the stored subscription (when on_subscribe_lookup is
+    /// configured) and, with on_acked_delete, mqtt_acked[filter, clientid] (and, for a
+    /// wildcard filter, the rows of the stored topics it matches).
+    pub async fn unsubscribed(&self, clientid: &str, filter: &str) -> Result<(), BackendError> {
+        if let Some(subs) = self.delivered.lock().get_mut(clientid) {
+            subs.remove(filter);
+        }
+        if self.configured(HookFunction::OnSubscribeLookup) {
+            self.submit(WriteOp::DeleteSub {
+                clientid: clientid.to_owned(),
+                topic: filter.to_owned(),
+            })
+            .await?;
+        }
+        let real = dynamq_codec::topic::parse_shared(filter).map_or(filter, |(_, f)| f);
+        if self.hook(HookFunction::OnAckedDelete, real).is_some() {
+            let mut topics = vec![real.to_owned()];
+            if real.contains(['+', '#']) {
+                topics.extend(
+                    self.stored
+                        .read()
+                        .matching(real)
+                        .into_iter()
+                        .map(|(t, _)| t.to_owned()),
+                );
+            }
+            for topic in topics {
+                self.submit(WriteOp::DeleteAcked {
+                    topic,
+                    clientid: clientid.to_owned(),
+                })
+                .await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// message.publish. Gives the message its msgid (returned: keep it with the message and
+    /// pass it to [`Backend::message_acked`]) and runs on_message_publish (QoS > 0: mqtt_msg +
+    /// map), on_message_store (mqtt_msg), on_message_retain / on_retain_delete (retain flag;
+    /// empty payload deletes). An empty retained message is never stored.
+    pub async fn message_published(
+        &self,
+        msg: PublishedMessage<'_>,
+    ) -> Result<MsgId, BackendError> {
+        let msgid = self.ids.next_id();
+        let record = || MessageRecord {
+            msgid,
+            topic: msg.topic.to_owned(),
+            sender: msg.sender.to_owned(),
+            qos: msg.qos,
+            retain: msg.retain,
+            payload: msg.payload.clone(),
+            arrived: msgid.timestamp_secs(),
+        };
+        let empty_retained = msg.retain && msg.payload.is_empty();
+        if msg.retain {
+            if !empty_retained
+                && self
+                    .hook(HookFunction::OnMessageRetain, msg.topic)
+                    .is_some()
+            {
+                let rec = record();
+                self.retained
+                    .write()
+                    .insert(msg.topic.to_owned(), Arc::new(rec.clone()));
+                self.submit(WriteOp::PutRetain(rec)).await?;
+            } else if empty_retained && self.hook(HookFunction::OnRetainDelete, msg.topic).is_some()
+            {
+                self.retained.write().remove(msg.topic);
+                self.submit(WriteOp::DeleteRetain {
+                    topic: msg.topic.to_owned(),
+                })
+                .await?;
+            }
+        }
+        if empty_retained {
+            return Ok(msgid);
+        }
+        let queue = msg.qos > 0
+            && self
+                .hook(HookFunction::OnMessagePublish, msg.topic)
+                .is_some();
+        if queue || self.hook(HookFunction::OnMessageStore, msg.topic).is_some() {
+            self.submit(WriteOp::PutMsg(record())).await?;
+        }
+        if queue {
+            self.submit(WriteOp::MapAdd {
+                topic: msg.topic.to_owned(),
+                msgids: vec![msgid],
+            })
+            .await?;
+            let evicted = {
+                let mut stored = self.stored.write();
+                let ids = stored.entry(msg.topic);
+                ids.insert(msgid);
+                let mut evicted = Vec::new();
+                while ids.len() > self.map_cap {
+                    if let Some(old) = ids.pop_first() {
+                        evicted.push(old);
+                    }
+                }
+                evicted
+            };
+            if !evicted.is_empty() {
+                self.counters
+                    .evicted
+                    .fetch_add(evicted.len() as u64, Ordering::Relaxed);
+                tracing::warn!(
+                    topic = msg.topic,
+                    count = evicted.len(),
+                    cap = self.map_cap,
+                    "stored messages over the per-topic cap: oldest evicted"
+                );
+                self.remove_stored(msg.topic, evicted).await?;
+            }
+        }
+        Ok(msgid)
+    }
+
+    /// Removes ids from a topic's map (store and index) and deletes their messages.
+    async fn remove_stored(&self, topic: &str, ids: Vec<MsgId>) -> Result<(), BackendError> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        {
+            let mut stored = self.stored.write();
+            if let Some(set) = stored.get_mut(topic) {
+                for id in &ids {
+                    set.remove(id);
+                }
+                if set.is_empty() {
+                    stored.remove(topic);
+                }
+            }
+        }
+        for id in &ids {
+            self.submit(WriteOp::DeleteMsg { msgid: *id }).await?;
+        }
+        self.submit(WriteOp::MapRemove {
+            topic: topic.to_owned(),
+            msgids: ids,
+        })
+        .await
+    }
+
+    /// message.acked (PUBACK / PUBCOMP from a subscriber) for a message with this msgid.
+    /// on_message_acked_for_queue: put mqtt_acked, delete the message and its map entry.
+    /// Without it but with on_message_fetch_for_pubsub configured, only the mqtt_acked cursor
+    /// is written (the message stays for other subscribers).
+    pub async fn message_acked(
+        &self,
+        clientid: &str,
+        topic: &str,
+        msgid: MsgId,
+    ) -> Result<(), BackendError> {
+        let queue = self
+            .hook(HookFunction::OnMessageAckedForQueue, topic)
+            .is_some();
+        if queue || self.configured(HookFunction::OnMessageFetchForPubsub) {
+            self.submit(WriteOp::PutAcked(AckedRecord {
+                topic: topic.to_owned(),
+                clientid: clientid.to_owned(),
+                msgid,
+            }))
+            .await?;
+        }
+        if queue {
+            self.remove_stored(topic, vec![msgid]).await?;
+        }
+        Ok(())
+    }
+
+    /// Waits until every write submitted so far is durable (or counted as failed).
+    pub async fn flush(&self) -> Result<(), BackendError> {
+        Ok(self.writer.flush().await?)
+    }
+
+    /// Flushes, stops the writer and waits for it, releasing the store (the embedded file's
+    /// lock is free once this returns and every clone of the store is dropped).
+    pub async fn close(self) -> Result<(), BackendError> {
+        self.flush().await?;
+        let task = self.writer_task.lock().take();
+        let Backend { writer, store, .. } = self;
+        drop(writer);
+        drop(store);
+        if let Some(task) = task {
+            let _ = task.await;
+        }
+        Ok(())
+    }
+
+    pub fn stats(&self) -> BackendStats {
+        let c = &self.counters;
+        BackendStats {
+            writer: self.writer.stats(),
+            evicted: c.evicted.load(Ordering::Relaxed),
+            expired: c.expired.load(Ordering::Relaxed),
+            dangling: c.dangling.load(Ordering::Relaxed),
+            duplicates_skipped: c.duplicates_skipped.load(Ordering::Relaxed),
+            dropped_full: c.dropped_full.load(Ordering::Relaxed),
+            retained: self.retained.read().len() as u64,
+            stored_topics: self.stored.read().len() as u64,
+        }
+    }
+
+    /// Hook specs of an event, in order (for the broker's diagnostics).
+    pub fn hooks_for(&self, event: HookEvent) -> impl Iterator<Item = &HookSpec> {
+        self.hooks.iter().filter(move |h| h.event == event)
+    }
+}

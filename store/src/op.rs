@@ -1,0 +1,138 @@
+//! Write operations, the unit the writer batches, and the key each one addresses.
+//!
+//! Two ops with the same [`OpKey`] touch the same item, so the writer applies them in
+//! submission order and may coalesce them (last write wins; a `ClientOffline` after a
+//! `PutClient` folds into the put; map adds and removes of one topic merge into one set each).
+
+use crate::msgid::MsgId;
+use crate::record::{AckedRecord, ClientRecord, MessageRecord, SubRecord};
+
+/// The six tables (without any prefix).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Table {
+    Client,
+    Sub,
+    Retain,
+    Msg,
+    TopicMsgMap,
+    Acked,
+}
+
+impl Table {
+    pub const ALL: [Table; 6] = [
+        Table::Client,
+        Table::Sub,
+        Table::Retain,
+        Table::Msg,
+        Table::TopicMsgMap,
+        Table::Acked,
+    ];
+
+    /// The tutorial's table name.
+    pub fn base_name(self) -> &'static str {
+        match self {
+            Table::Client => "mqtt_client",
+            Table::Sub => "mqtt_sub",
+            Table::Retain => "mqtt_retain",
+            Table::Msg => "mqtt_msg",
+            Table::TopicMsgMap => "mqtt_topic_msg_map",
+            Table::Acked => "mqtt_acked",
+        }
+    }
+}
+
+/// A change to one item.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WriteOp {
+    /// Put mqtt_client (on_client_connected).
+    PutClient(ClientRecord),
+    /// Update mqtt_client: `connect_state` = 0, `offline_at` (on_client_disconnected). Other
+    /// attributes are left as they are.
+    ClientOffline {
+        clientid: String,
+        offline_at: u64,
+    },
+    PutSub(SubRecord),
+    DeleteSub {
+        clientid: String,
+        topic: String,
+    },
+    PutRetain(MessageRecord),
+    DeleteRetain {
+        topic: String,
+    },
+    PutMsg(MessageRecord),
+    DeleteMsg {
+        msgid: MsgId,
+    },
+    /// Add ids to mqtt_topic_msg_map[topic].MsgId (creating the item if needed).
+    MapAdd {
+        topic: String,
+        msgids: Vec<MsgId>,
+    },
+    /// Remove ids from mqtt_topic_msg_map[topic].MsgId. Removing the last id leaves the item
+    /// with its `topic` only (DynamoDB drops an emptied set attribute); readers treat that as
+    /// an empty set.
+    MapRemove {
+        topic: String,
+        msgids: Vec<MsgId>,
+    },
+    PutAcked(AckedRecord),
+    DeleteAcked {
+        topic: String,
+        clientid: String,
+    },
+}
+
+/// The item an op addresses: ops with equal keys are ordered and coalesced.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum OpKey {
+    Client(String),
+    Sub(String, String),
+    Retain(String),
+    Msg(MsgId),
+    TopicMsgMap(String),
+    Acked(String, String),
+}
+
+impl WriteOp {
+    pub fn key(&self) -> OpKey {
+        match self {
+            WriteOp::PutClient(r) => OpKey::Client(r.clientid.clone()),
+            WriteOp::ClientOffline { clientid, .. } => OpKey::Client(clientid.clone()),
+            WriteOp::PutSub(r) => OpKey::Sub(r.clientid.clone(), r.topic.clone()),
+            WriteOp::DeleteSub { clientid, topic } => OpKey::Sub(clientid.clone(), topic.clone()),
+            WriteOp::PutRetain(r) => OpKey::Retain(r.topic.clone()),
+            WriteOp::DeleteRetain { topic } => OpKey::Retain(topic.clone()),
+            WriteOp::PutMsg(r) => OpKey::Msg(r.msgid),
+            WriteOp::DeleteMsg { msgid } => OpKey::Msg(*msgid),
+            WriteOp::MapAdd { topic, .. } | WriteOp::MapRemove { topic, .. } => {
+                OpKey::TopicMsgMap(topic.clone())
+            }
+            WriteOp::PutAcked(r) => OpKey::Acked(r.topic.clone(), r.clientid.clone()),
+            WriteOp::DeleteAcked { topic, clientid } => {
+                OpKey::Acked(topic.clone(), clientid.clone())
+            }
+        }
+    }
+
+    pub fn table(&self) -> Table {
+        match self {
+            WriteOp::PutClient(_) | WriteOp::ClientOffline { .. } => Table::Client,
+            WriteOp::PutSub(_) | WriteOp::DeleteSub { .. } => Table::Sub,
+            WriteOp::PutRetain(_) | WriteOp::DeleteRetain { .. } => Table::Retain,
+            WriteOp::PutMsg(_) | WriteOp::DeleteMsg { .. } => Table::Msg,
+            WriteOp::MapAdd { .. } | WriteOp::MapRemove { .. } => Table::TopicMsgMap,
+            WriteOp::PutAcked(_) | WriteOp::DeleteAcked { .. } => Table::Acked,
+        }
+    }
+
+    /// Whether DynamoDB writes this op with BatchWriteItem (a whole-item put or delete) rather
+    /// than UpdateItem.
+    pub fn is_item_write(&self) -> bool {
+        !matches!(
+            self,
+            WriteOp::ClientOffline { .. } | WriteOp::MapAdd { .. } | WriteOp::MapRemove { .. }
+        )
+    }
+}

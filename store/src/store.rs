@@ -1,0 +1,123 @@
+//! The store interface both backends implement, and [`AnyStore`], the enum the broker holds.
+//!
+//! Batch-first: writes arrive as a batch of ops on distinct keys (the writer coalesces before
+//! calling), at most 25 whole-item writes plus the UpdateItem-style ops, so DynamoDB can use one
+//! BatchWriteItem and the embedded store one transaction (group commit). Reads are what the
+//! actions await: they go straight to the store.
+
+use std::future::Future;
+
+use crate::dynamo::DynamoStore;
+use crate::embedded::EmbeddedStore;
+use crate::error::StoreError;
+use crate::msgid::MsgId;
+use crate::op::WriteOp;
+use crate::record::{ClientRecord, MessageRecord, RetainRecord, SubRecord};
+
+/// Ops of a batch that did not apply, and why. Ops not listed in any failure applied.
+#[derive(Debug)]
+pub struct WriteFailure {
+    pub ops: Vec<WriteOp>,
+    pub error: StoreError,
+}
+
+/// A store backend. Native `async fn`s with `Send` futures; [`AnyStore`] gives one concrete type.
+pub trait Store: Send + Sync + 'static {
+    /// Applies a batch of ops on distinct keys; returns the ops that failed (empty: all
+    /// applied and durable).
+    fn write(&self, ops: Vec<WriteOp>) -> impl Future<Output = Vec<WriteFailure>> + Send;
+
+    /// mqtt_client item by clientid.
+    fn client(
+        &self,
+        clientid: &str,
+    ) -> impl Future<Output = Result<Option<ClientRecord>, StoreError>> + Send;
+
+    /// mqtt_sub items of a client (Query by the hash key).
+    fn subscriptions(
+        &self,
+        clientid: &str,
+    ) -> impl Future<Output = Result<Vec<SubRecord>, StoreError>> + Send;
+
+    /// Every mqtt_retain item (Scan), to build the retained index at start.
+    fn retained_all(&self) -> impl Future<Output = Result<Vec<RetainRecord>, StoreError>> + Send;
+
+    /// mqtt_retain item by topic.
+    fn retained(
+        &self,
+        topic: &str,
+    ) -> impl Future<Output = Result<Option<RetainRecord>, StoreError>> + Send;
+
+    /// The ids in mqtt_topic_msg_map[topic].MsgId (empty if no item). Ids that do not decode
+    /// are skipped with a warning.
+    fn map_msgids(
+        &self,
+        topic: &str,
+    ) -> impl Future<Output = Result<Vec<MsgId>, StoreError>> + Send;
+
+    /// Every mqtt_topic_msg_map item as (topic, ids): one Scan, to build the stored-message
+    /// index at start.
+    fn map_all(&self)
+    -> impl Future<Output = Result<Vec<(String, Vec<MsgId>)>, StoreError>> + Send;
+
+    /// mqtt_msg items by id (BatchGetItem, 100 keys per call). Missing ids are left out; the
+    /// order of the result is unspecified.
+    fn messages(
+        &self,
+        ids: &[MsgId],
+    ) -> impl Future<Output = Result<Vec<MessageRecord>, StoreError>> + Send;
+
+    /// mqtt_acked[topic, clientid].msgid.
+    fn acked(
+        &self,
+        topic: &str,
+        clientid: &str,
+    ) -> impl Future<Output = Result<Option<MsgId>, StoreError>> + Send;
+}
+
+/// One of the two backends. An enum rather than `dyn Store`: static dispatch, and the trait
+/// can keep its `async fn`s.
+#[derive(Debug, Clone)]
+pub enum AnyStore {
+    Dynamo(DynamoStore),
+    Embedded(EmbeddedStore),
+}
+
+macro_rules! delegate {
+    ($self:ident, $s:ident => $e:expr) => {
+        match $self {
+            AnyStore::Dynamo($s) => $e,
+            AnyStore::Embedded($s) => $e,
+        }
+    };
+}
+
+impl Store for AnyStore {
+    async fn write(&self, ops: Vec<WriteOp>) -> Vec<WriteFailure> {
+        delegate!(self, s => s.write(ops).await)
+    }
+    async fn client(&self, clientid: &str) -> Result<Option<ClientRecord>, StoreError> {
+        delegate!(self, s => s.client(clientid).await)
+    }
+    async fn subscriptions(&self, clientid: &str) -> Result<Vec<SubRecord>, StoreError> {
+        delegate!(self, s => s.subscriptions(clientid).await)
+    }
+    async fn retained_all(&self) -> Result<Vec<RetainRecord>, StoreError> {
+        delegate!(self, s => s.retained_all().await)
+    }
+    async fn retained(&self, topic: &str) -> Result<Option<RetainRecord>, StoreError> {
+        delegate!(self, s => s.retained(topic).await)
+    }
+    async fn map_msgids(&self, topic: &str) -> Result<Vec<MsgId>, StoreError> {
+        delegate!(self, s => s.map_msgids(topic).await)
+    }
+    async fn map_all(&self) -> Result<Vec<(String, Vec<MsgId>)>, StoreError> {
+        delegate!(self, s => s.map_all().await)
+    }
+    async fn messages(&self, ids: &[MsgId]) -> Result<Vec<MessageRecord>, StoreError> {
+        delegate!(self, s => s.messages(ids).await)
+    }
+    async fn acked(&self, topic: &str, clientid: &str) -> Result<Option<MsgId>, StoreError> {
+        delegate!(self, s => s.acked(topic, clientid).await)
+    }
+}
