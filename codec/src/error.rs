@@ -68,7 +68,7 @@ impl DecodeError {
     pub fn message(&self) -> &'static str {
         match self {
             DecodeError::PacketTooLarge { .. } => {
-                "[MQTT-3.1.2-24] packet exceeds the maximum packet size"
+                "[§3.2.2.3.6] packet exceeds the maximum packet size"
             }
             DecodeError::Malformed(m)
             | DecodeError::Protocol(m)

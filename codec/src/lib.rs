@@ -11,6 +11,29 @@
 //! - `topic`: topic name and topic filter validation, matching, shared subscriptions.
 //! - `properties` and `wire` (private): MQTT 5 properties and the basic data types, shared
 //!   by decoding and encoding.
+//!
+//! ```
+//! use bytes::BytesMut;
+//! use dynamq_codec::{ConnAck, Decoder, Packet, ReasonCode, encode};
+//!
+//! // Server side: the first packet must be CONNECT, which fixes the protocol version.
+//! let mut decoder = Decoder::new(1 << 20);
+//! let mut read_buf = BytesMut::from(&b"\x10\x0c\x00\x04MQTT\x04\x02\x00\x3c\x00\x00"[..]);
+//! let Some(Packet::Connect(connect)) = decoder.decode(&mut read_buf)? else { panic!() };
+//! assert_eq!(connect.keep_alive, 60);
+//! assert!(read_buf.is_empty());
+//!
+//! let protocol = decoder.protocol().expect("set by CONNECT");
+//! let ack = ConnAck {
+//!     session_present: false,
+//!     reason_code: ReasonCode::Success,
+//!     properties: Default::default(),
+//! };
+//! let mut write_buf = BytesMut::new();
+//! encode(&Packet::ConnAck(ack), protocol, &mut write_buf)?;
+//! assert_eq!(&write_buf[..], b"\x20\x02\x00\x00");
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 
 pub mod decode;
 pub mod encode;

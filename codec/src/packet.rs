@@ -265,6 +265,7 @@ pub struct SubAck {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Unsubscribe {
     pub packet_id: u16,
+    /// Only the user properties exist in UNSUBSCRIBE: a reason string is not encoded.
     pub properties: ReasonProperties,
     pub filters: Vec<String>,
 }

@@ -279,3 +279,84 @@ impl ReasonCode {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CONTEXTS: [ReasonContext; 9] = [
+        ReasonContext::ConnAck,
+        ReasonContext::PubAck,
+        ReasonContext::PubRec,
+        ReasonContext::PubRel,
+        ReasonContext::PubComp,
+        ReasonContext::SubAck,
+        ReasonContext::UnsubAck,
+        ReasonContext::Disconnect,
+        ReasonContext::Auth,
+    ];
+
+    #[test]
+    fn from_u8_inverts_code() {
+        for byte in 0..=255u8 {
+            if let Some(rc) = ReasonCode::from_u8(byte) {
+                assert_eq!(rc.code(), byte);
+            }
+        }
+        assert_eq!(ReasonCode::from_u8(0x03), None);
+        assert_eq!(ReasonCode::from_u8(0xA3), None);
+    }
+
+    #[test]
+    fn context_decides_the_name_of_0x00() {
+        assert_eq!(
+            ReasonCode::from_u8_in(ReasonContext::SubAck, 0),
+            Some(ReasonCode::GrantedQoS0)
+        );
+        assert_eq!(
+            ReasonCode::from_u8_in(ReasonContext::Disconnect, 0),
+            Some(ReasonCode::NormalDisconnection)
+        );
+        assert_eq!(
+            ReasonCode::from_u8_in(ReasonContext::PubAck, 0),
+            Some(ReasonCode::Success)
+        );
+        assert_eq!(
+            ReasonCode::from_u8_in(ReasonContext::Auth, 0x18),
+            Some(ReasonCode::ContinueAuthentication)
+        );
+        // Allowed elsewhere, not here.
+        assert_eq!(ReasonCode::from_u8_in(ReasonContext::PubRel, 0x10), None);
+        assert_eq!(ReasonCode::from_u8_in(ReasonContext::ConnAck, 0x8B), None);
+    }
+
+    #[test]
+    fn every_allowed_byte_decodes_to_itself() {
+        for ctx in CONTEXTS {
+            for &byte in ctx.allowed() {
+                assert_eq!(
+                    ReasonCode::from_u8_in(ctx, byte).map(ReasonCode::code),
+                    Some(byte)
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn v3_codes_round_trip() {
+        for code in 0..=5 {
+            assert_eq!(
+                ReasonCode::from_v3_connack(code).map(ReasonCode::to_v3_connack),
+                Some(code)
+            );
+        }
+        assert_eq!(ReasonCode::from_v3_connack(6), None);
+        for code in [0, 1, 2, 0x80] {
+            assert_eq!(
+                ReasonCode::from_v3_suback(code).map(ReasonCode::to_v3_suback),
+                Some(code)
+            );
+        }
+        assert_eq!(ReasonCode::from_v3_suback(3), None);
+    }
+}

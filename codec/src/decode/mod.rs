@@ -10,7 +10,7 @@ mod connect;
 mod publish;
 mod subscribe;
 
-use bytes::{Bytes, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 
 use crate::error::DecodeError;
 use crate::packet::{Auth, Disconnect, DisconnectProperties, Packet, Protocol};
@@ -18,6 +18,10 @@ use crate::properties;
 use crate::reason::{ReasonCode, ReasonContext};
 use crate::wire::{Reader, read_varint};
 
+/// The most `decode` reserves in the read buffer for a packet that has not fully arrived.
+const RESERVE_AHEAD: usize = 64 * 1024;
+
+// Control packet types: the high nibble of the first byte (spec 2.2.1, v5 2.1.2).
 pub const CONNECT: u8 = 1;
 pub const CONNACK: u8 = 2;
 pub const PUBLISH: u8 = 3;
@@ -99,11 +103,14 @@ impl Decoder {
             ));
         }
         if buf.len() < total {
-            buf.reserve(total - buf.len());
+            // Make room for the rest of the packet, but not all at once for a large one: the
+            // header alone must not make a client able to pin max_packet_size bytes of memory.
+            buf.reserve((total - buf.len()).min(RESERVE_AHEAD));
             return Ok(None);
         }
-        let mut body = buf.split_to(total).freeze();
-        let body = body.split_off(header_len);
+        let mut packet = buf.split_to(total);
+        packet.advance(header_len);
+        let body = packet.freeze();
         let packet = match self.protocol {
             Some(protocol) if packet_type != CONNECT => decode_body(first, body, protocol)?,
             _ => {
@@ -138,6 +145,11 @@ pub fn read_fixed_header(buf: &[u8]) -> Result<Option<(u8, usize, usize)>, Decod
 fn decode_body(first: u8, body: Bytes, protocol: Protocol) -> Result<Packet, DecodeError> {
     let flags = first & 0x0F;
     let packet_type = first >> 4;
+    if packet_type == 0 || (packet_type == AUTH && !protocol.is_v5()) {
+        return Err(DecodeError::Malformed(
+            "[§2.2.1] (v5 §2.1.2) reserved control packet type",
+        ));
+    }
     if packet_type == PUBLISH {
         return publish::publish(flags, body, protocol).map(Packet::Publish);
     }
@@ -167,12 +179,9 @@ fn decode_body(first: u8, body: Bytes, protocol: Protocol) -> Result<Packet, Dec
         PINGREQ => Packet::PingReq,
         PINGRESP => Packet::PingResp,
         DISCONNECT => Packet::Disconnect(disconnect(&mut r, protocol)?),
-        AUTH if protocol.is_v5() => Packet::Auth(auth(&mut r)?),
-        _ => {
-            return Err(DecodeError::Malformed(
-                "[§2.2.1] (v5 §2.1.2) reserved control packet type",
-            ));
-        }
+        AUTH => Packet::Auth(auth(&mut r)?),
+        // CONNECT is parsed by the caller; nothing else is left.
+        _ => return Err(DecodeError::Protocol("[MQTT-3.1.0-2] unexpected CONNECT")),
     };
     r.finish()?;
     Ok(packet)

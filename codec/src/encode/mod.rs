@@ -1,8 +1,8 @@
 //! Encoding of every packet for a given protocol version, written straight into the output
 //! buffer.
 //!
-//! Each packet body is produced by one generic function run twice over a [`Sink`]: into a
-//! [`Counter`] to learn the remaining length and check every field fits, then into the
+//! Each packet body is produced by one generic function run twice over a `Sink`: into a
+//! `Counter` to learn the remaining length and check every field fits, then into the
 //! `BytesMut` after a single `reserve`. No intermediate buffer, no allocation beyond the
 //! reserve. For v3 the v5-only parts (properties, most reason codes) are dropped.
 
