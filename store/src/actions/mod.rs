@@ -279,11 +279,7 @@ impl Backend {
         node: &str,
         now: u64,
     ) -> Result<(), BackendError> {
-        if self
-            .hooks
-            .iter()
-            .any(|h| h.function == HookFunction::OnClientConnected)
-        {
+        if self.configured(HookFunction::OnClientConnected) {
             self.submit(WriteOp::PutClient(ClientRecord {
                 clientid: clientid.to_owned(),
                 node: node.to_owned(),
@@ -576,6 +572,12 @@ impl Backend {
             self.remove_stored(topic, vec![msgid]).await?;
         }
         Ok(())
+    }
+
+    /// Queues a raw store op (for tools and tests; the actions above are the normal path).
+    /// The in-memory indexes are not updated: call [`Backend::refresh_indexes`] if needed.
+    pub async fn write(&self, op: WriteOp) -> Result<(), BackendError> {
+        self.submit(op).await
     }
 
     /// Waits until every write submitted so far is durable (or counted as failed).

@@ -74,7 +74,14 @@ impl EmbeddedStore {
             Database::builder()
                 .set_check_integrity_on_open(true)
                 .open(&path)
-                .map_err(|e| open_err(format!("not a valid dynamq database: {e}")))?
+                .map_err(|e| match e {
+                    redb::DatabaseError::DatabaseAlreadyOpen => {
+                        open_err("already open (by another dynamq process or backend)".into())
+                    }
+                    e => open_err(format!(
+                        "not a valid dynamq database ({e}); move it away to start afresh"
+                    )),
+                })?
         } else {
             Database::create(&path).map_err(|e| open_err(e.to_string()))?
         };
