@@ -37,9 +37,9 @@ pub struct Listeners {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct MqttLimits {
-    /// Largest keepalive a client may ask for, in seconds; 0 means no cap. A v5 client asking
-    /// for more gets Server Keep Alive; a v3 client asking for more (or for 0) is refused with
-    /// CONNACK 0x02, as Mosquitto does.
+    /// Largest keepalive a v5 client may use, in seconds; 0 means no cap. A v5 client asking
+    /// for more (or for 0) gets Server Keep Alive with the cap. v3 clients cannot be told, so
+    /// their own keepalive stands, as with Mosquitto 2.
     pub max_keepalive: u16,
     /// Largest packet accepted from a client, in bytes (checked from the fixed header).
     pub max_packet_size: u32,

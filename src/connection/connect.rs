@@ -59,18 +59,12 @@ pub fn validate(broker: &Broker, c: &Connect) -> Result<Accepted, (ReasonCode, &
     let mut keep_alive = c.keep_alive;
     let mut server_keep_alive = None;
     let cap = limits.max_keepalive;
-    if cap > 0 && (keep_alive == 0 || keep_alive > cap) {
-        if c.protocol.is_v5() {
-            keep_alive = cap;
-            server_keep_alive = Some(cap);
-        } else {
-            // As Mosquitto does: a v3 client cannot be told another keepalive, so it is
-            // refused (CONNACK 0x02, identifier rejected).
-            return Err((
-                ReasonCode::ClientIdentifierNotValid,
-                "keepalive above the server's max_keepalive",
-            ));
-        }
+    if cap > 0 && (keep_alive == 0 || keep_alive > cap) && c.protocol.is_v5() {
+        // v5 clients are told the keepalive to use [MQTT-3.2.2-21]. A v3 client cannot be
+        // told, so, as with Mosquitto 2 ("max_keepalive ... only applies to MQTT v5
+        // clients"), its own keepalive stands.
+        keep_alive = cap;
+        server_keep_alive = Some(cap);
     }
 
     let session_expiry = if c.protocol.is_v5() {

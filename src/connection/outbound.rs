@@ -113,19 +113,18 @@ where
     /// Encodes a PUBLISH unless it exceeds the client's Maximum Packet Size, in which case
     /// it is dropped as if delivered [MQTT-3.1.2-25]. Returns whether it was written.
     fn encode_publish(&mut self, p: &Publish) -> bool {
-        let start = self.wbuf.len();
-        let packet = Packet::Publish(p.clone());
-        if let Err(e) = dynamq_codec::encode::encode(&packet, self.protocol, &mut self.wbuf) {
-            self.wbuf.truncate(start);
-            tracing::warn!(client = %self.client_id, "cannot encode PUBLISH: {e}");
-            return false;
+        let max = u32::try_from(self.client_max_packet).unwrap_or(u32::MAX);
+        match dynamq_codec::encode_publish_with_max(p, self.protocol, max, &mut self.wbuf) {
+            Ok(()) => true,
+            Err(dynamq_codec::EncodeError::PacketTooLarge { .. }) => {
+                self.broker.metrics.inc_dropped_too_large();
+                false
+            }
+            Err(e) => {
+                tracing::warn!(client = %self.client_id, "cannot encode PUBLISH: {e}");
+                false
+            }
         }
-        if self.wbuf.len() - start > self.client_max_packet {
-            self.wbuf.truncate(start);
-            self.broker.metrics.inc_dropped_too_large();
-            return false;
-        }
-        true
     }
 
     /// Resends every unacknowledged message after a reconnect, in the original order:
