@@ -141,3 +141,170 @@ impl Router {
         self.trie.read().filter_count()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::message::ClientId;
+    use bytes::Bytes;
+    use dynamq_codec::{PublishProperties, QoS, SubscriptionOptions};
+
+    fn session(id: &str) -> Arc<Session> {
+        let s = Arc::new(Session::new(ClientId::new(id)));
+        // Online, so QoS 0 messages are queued.
+        let h = crate::session::ConnHandle {
+            conn_id: 1,
+            kick: Default::default(),
+            done: Default::default(),
+        };
+        s.claim(h).unwrap();
+        s
+    }
+
+    fn msg(topic: &str, qos: QoS, sender: &str) -> Arc<Message> {
+        Arc::new(Message {
+            topic: Bytes::copy_from_slice(topic.as_bytes()),
+            payload: Bytes::from_static(b"x"),
+            qos,
+            retain: false,
+            properties: PublishProperties::default(),
+            expires_at: None,
+            sender: ClientId::new(sender),
+        })
+    }
+
+    fn sub(qos: QoS, id: Option<u32>) -> Subscription {
+        Subscription {
+            options: SubscriptionOptions::qos(qos),
+            id,
+        }
+    }
+
+    fn drain(s: &Session) -> Vec<Delivery> {
+        let mut out = Vec::new();
+        s.take_queued_within(1000, 1000, &mut out);
+        out
+    }
+
+    #[test]
+    fn wildcards_and_dollar_topics() {
+        let r = Router::new();
+        let m = Metrics::default();
+        let s = session("a");
+        r.subscribe(&s, "sport/#", &sub(QoS::AtMostOnce, None));
+        r.subscribe(&s, "+/x", &sub(QoS::AtMostOnce, None));
+        r.subscribe(&s, "#", &sub(QoS::AtMostOnce, None));
+        // `sport/#` matches `sport` itself [MQTT-4.7.1-2]; `#` too: one copy.
+        assert_eq!(
+            r.route(&msg("sport", QoS::AtMostOnce, "p"), 100, &m).queued,
+            1
+        );
+        // `$` topics are not matched by first-level wildcards [MQTT-4.7.2-1].
+        assert_eq!(
+            r.route(&msg("$SYS/x", QoS::AtMostOnce, "p"), 100, &m)
+                .queued,
+            0
+        );
+        let t = session("t");
+        r.subscribe(&t, "$SYS/#", &sub(QoS::AtMostOnce, None));
+        assert_eq!(
+            r.route(&msg("$SYS/x", QoS::AtMostOnce, "p"), 100, &m)
+                .queued,
+            1
+        );
+        assert_eq!(drain(&s).len(), 1);
+    }
+
+    #[test]
+    fn overlapping_subscriptions_deliver_one_copy_at_highest_qos() {
+        // [MQTT-3.3.5-1] and, for v5, every matching subscription identifier [MQTT-3.3.4-3].
+        let r = Router::new();
+        let m = Metrics::default();
+        let s = session("a");
+        r.subscribe(&s, "a/+", &sub(QoS::AtMostOnce, Some(1)));
+        r.subscribe(&s, "a/#", &sub(QoS::ExactlyOnce, Some(2)));
+        r.subscribe(&s, "a/b", &sub(QoS::AtLeastOnce, None));
+        let out = r.route(&msg("a/b", QoS::ExactlyOnce, "p"), 100, &m);
+        assert_eq!(out.queued, 1);
+        let d = drain(&s);
+        assert_eq!(d.len(), 1);
+        assert_eq!(d[0].qos, QoS::ExactlyOnce);
+        let mut ids = d[0].sub_ids.clone();
+        ids.sort();
+        assert_eq!(ids, vec![1, 2]);
+        // Delivered QoS is the minimum of publish and subscription QoS [MQTT-3.8.4-6].
+        r.route(&msg("a/b", QoS::AtLeastOnce, "p"), 100, &m);
+        assert_eq!(drain(&s)[0].qos, QoS::AtLeastOnce);
+    }
+
+    #[test]
+    fn unsubscribe_and_no_local() {
+        let r = Router::new();
+        let m = Metrics::default();
+        let s = session("me");
+        let mut opts = SubscriptionOptions::qos(QoS::AtLeastOnce);
+        opts.no_local = true;
+        r.subscribe(
+            &s,
+            "t",
+            &Subscription {
+                options: opts,
+                id: None,
+            },
+        );
+        // No Local: not sent back to the publisher [MQTT-3.8.3-3].
+        assert_eq!(
+            r.route(&msg("t", QoS::AtLeastOnce, "me"), 100, &m).queued,
+            0
+        );
+        assert_eq!(
+            r.route(&msg("t", QoS::AtLeastOnce, "other"), 100, &m)
+                .queued,
+            1
+        );
+        assert!(r.unsubscribe(&s, "t"));
+        assert!(!r.unsubscribe(&s, "t"));
+        assert_eq!(
+            r.route(&msg("t", QoS::AtLeastOnce, "other"), 100, &m)
+                .queued,
+            0
+        );
+        assert_eq!(r.filter_count(), 0);
+    }
+
+    #[test]
+    fn shared_subscription_delivers_to_one_member() {
+        let r = Router::new();
+        let m = Metrics::default();
+        let a = session("a");
+        let b = session("b");
+        r.subscribe(&a, "$share/g/t/+", &sub(QoS::AtLeastOnce, None));
+        r.subscribe(&b, "$share/g/t/+", &sub(QoS::AtLeastOnce, None));
+        for _ in 0..10 {
+            assert_eq!(
+                r.route(&msg("t/1", QoS::AtLeastOnce, "p"), 100, &m).queued,
+                1
+            );
+        }
+        // Round-robin: both members got some.
+        assert_eq!(drain(&a).len(), 5);
+        assert_eq!(drain(&b).len(), 5);
+    }
+
+    #[test]
+    fn full_queue_drops_and_counts() {
+        let r = Router::new();
+        let m = Metrics::default();
+        let s = session("a");
+        r.subscribe(&s, "t", &sub(QoS::AtLeastOnce, None));
+        for _ in 0..3 {
+            r.route(&msg("t", QoS::AtLeastOnce, "p"), 2, &m);
+        }
+        assert_eq!(drain(&s).len(), 2);
+        assert_eq!(
+            m.dropped_queue_full
+                .load(std::sync::atomic::Ordering::Relaxed),
+            1
+        );
+    }
+}
