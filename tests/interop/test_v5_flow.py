@@ -12,7 +12,7 @@ import pytest
 
 import rawmqtt as raw
 from clients import Paho, unique_id
-from conftest import DYNAMQ
+from conftest import BROKER, DYNAMQ
 
 V5 = raw.V5
 
@@ -49,6 +49,9 @@ def connect_v5_with_will(client_id: str, will_topic: str, payload: bytes, *, wil
     return raw.packet(raw.CONNECT, 0, body)
 
 
+@pytest.mark.xfail(BROKER == "mosquitto", strict=True,
+                   reason="Mosquitto 2.0 (Debian) sends a third QoS 1 publish with two unacknowledged "
+                          "after an ack [MQTT-3.3.4-9]")
 def test_receive_maximum_limits_unacknowledged_publishes(broker):
     """The server sends no more QoS 1 publishes than the client's Receive Maximum before they
     are acknowledged [MQTT-3.3.4-9], and resumes as acknowledgements arrive."""
