@@ -1,4 +1,52 @@
-//! dynamq's persistent state (docs below are replaced at the end).
+//! dynamq-store: dynamq's persistent state, the six tables of EMQX's DynamoDB backend
+//! (mqtt_client, mqtt_sub, mqtt_retain, mqtt_msg, mqtt_topic_msg_map, mqtt_acked), on DynamoDB
+//! or on an embedded redb file, with the same data model.
+//!
+//! # Modules, bottom up
+//! - [`msgid`]: the EMQX-compatible 128-bit [`MsgId`] and its generator and encoding.
+//! - [`record`]: the items of the tables; [`op`]: the write ops and the key each addresses.
+//! - [`store`]: the batch-first [`Store`] trait and [`AnyStore`], the enum of the two backends
+//!   ([`dynamo::DynamoStore`], [`embedded::EmbeddedStore`]).
+//! - [`writer`]: one task per store that queues (bounded), coalesces, batches (25 for
+//!   DynamoDB's BatchWriteItem), runs `pool_size` requests, retries with backoff and counts.
+//! - [`tables`]: `create_tables` / `check_tables` for `dynamq tables create|check`.
+//! - [`hooks`] and [`backend_conf`]: hook bindings and the tutorial's `backend.dynamo.*` file.
+//! - [`actions`]: [`Backend`], what the broker calls on each event.
+//!
+//! # The broker's API: [`Backend`]
+//! ```text
+//! let conf = BackendConf::from_file(path)?;               // optional: tutorial-format hooks
+//! let hooks = if conf.hooks.is_empty() { default_hooks() } else { conf.hooks.clone() };
+//! let store = StoreConfig::Dynamo(conf.dynamo_config("pool1")?)   // or Embedded { data_dir }
+//! let backend = Arc::new(Backend::new(BackendConfig::new(store, node_name), hooks).await?);
+//! ```
+//! Call from the connection/session tasks (every method takes `&self`; share an `Arc`):
+//!
+//! | event | call | returns |
+//! |---|---|---|
+//! | client.connected | `client_connected(clientid, node, now_secs)` | `()` |
+//! | client.disconnected | `client_disconnected(clientid, now_secs)` | `()` |
+//! | session.created (clean start = false, or any new session) | `session_created(clientid)` | `Vec<(filter, qos)>` to restore |
+//! | session.subscribed | `subscribed(clientid, filter, qos, is_new)` | `Vec<Delivery>` to send now, in order |
+//! | session.unsubscribed | `unsubscribed(clientid, filter)` | `()` |
+//! | message.publish | `message_published(PublishedMessage{topic, sender, qos, retain, payload})` | the message's [`MsgId`] |
+//! | message.acked (PUBACK / PUBCOMP) | `message_acked(clientid, topic, msgid)` | `()` |
+//! | shutdown | `flush()` then `close()` | |
+//!
+//! - For each restored subscription from `session_created`, call `subscribed(.., is_new:
+//!   true)`: that is "retained delivery as for a new subscription", and it replays stored
+//!   messages; calling it again when the client re-subscribes is safe (no duplicate replay).
+//! - Keep the [`MsgId`] returned by `message_published` with the message and hand it back in
+//!   `message_acked` (with the message's topic) when a subscriber acknowledges it.
+//! - A [`Delivery`] has the [`record::MessageRecord`] (topic, payload, qos, sender, msgid) and
+//!   `retained`: send retained ones with the RETAIN flag, at min(subscription qos, message qos).
+//! - Writes return once queued (they wait only when the queue is full, see
+//!   [`actions::OverflowPolicy`]); lookups are awaited. `stats()` gives the counters to export.
+//! - The in-memory indexes are caches: `refresh_indexes()` reloads them (multi-node).
+//!
+//! Errors are [`actions::BackendError`]: a failed lookup (store unreachable) or a stopped
+//! writer. Write failures are never returned to the event's caller: the writer retries, and
+//! counts and logs what it gives up on.
 
 pub mod actions;
 pub mod backend_conf;
@@ -12,3 +60,13 @@ pub mod record;
 pub mod store;
 pub mod tables;
 pub mod writer;
+
+pub use actions::{
+    Backend, BackendConfig, BackendError, BackendStats, Delivery, OverflowPolicy, PublishedMessage,
+    StoreConfig,
+};
+pub use error::StoreError;
+pub use hooks::{HookEvent, HookFunction, HookSpec, default_hooks};
+pub use msgid::{MsgId, MsgIdGen};
+pub use store::{AnyStore, Store};
+pub use writer::{Writer, WriterConfig, WriterStats};

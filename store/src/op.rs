@@ -65,12 +65,12 @@ pub enum WriteOp {
     DeleteMsg {
         msgid: MsgId,
     },
-    /// Add ids to mqtt_topic_msg_map[topic].MsgId (creating the item if needed).
+    /// Add ids to `mqtt_topic_msg_map[topic]`.MsgId (creating the item if needed).
     MapAdd {
         topic: String,
         msgids: Vec<MsgId>,
     },
-    /// Remove ids from mqtt_topic_msg_map[topic].MsgId. Removing the last id leaves the item
+    /// Remove ids from `mqtt_topic_msg_map[topic]`.MsgId. Removing the last id leaves the item
     /// with its `topic` only (DynamoDB drops an emptied set attribute); readers treat that as
     /// an empty set.
     MapRemove {

@@ -48,7 +48,7 @@ pub trait Store: Send + Sync + 'static {
         topic: &str,
     ) -> impl Future<Output = Result<Option<RetainRecord>, StoreError>> + Send;
 
-    /// The ids in mqtt_topic_msg_map[topic].MsgId (empty if no item). Ids that do not decode
+    /// The ids in `mqtt_topic_msg_map[topic].MsgId` (empty if no item). Ids that do not decode
     /// are skipped with a warning.
     fn map_msgids(
         &self,

@@ -61,13 +61,13 @@ impl Default for WriterConfig {
     }
 }
 
-/// Why an op was not queued. The op is handed back.
+/// Why an op was not queued. The op is handed back (boxed: ops are large, errors should not be).
 #[derive(Debug, thiserror::Error)]
 pub enum SubmitError {
     #[error("store write queue is full")]
-    Full(WriteOp),
+    Full(Box<WriteOp>),
     #[error("store writer has stopped")]
-    Closed(WriteOp),
+    Closed(Box<WriteOp>),
 }
 
 /// The writer task has stopped (only after every handle was dropped, or a panic).
@@ -194,9 +194,11 @@ impl Writer {
             }
             Err(mpsc::error::TrySendError::Full(msg)) => {
                 self.counters.rejected_full.fetch_add(1, Ordering::Relaxed);
-                Err(SubmitError::Full(msg.into_op()))
+                Err(SubmitError::Full(Box::new(msg.into_op())))
             }
-            Err(mpsc::error::TrySendError::Closed(msg)) => Err(SubmitError::Closed(msg.into_op())),
+            Err(mpsc::error::TrySendError::Closed(msg)) => {
+                Err(SubmitError::Closed(Box::new(msg.into_op())))
+            }
         }
     }
 
@@ -481,7 +483,7 @@ async fn write_with_retry<S: Store>(
                 f.error.is_retryable() && config.max_attempts.is_none_or(|max| attempt + 1 < max);
             if can_retry {
                 // Log the first failure and then every tenth, not every attempt of an outage.
-                if attempt % 10 == 0 {
+                if attempt.is_multiple_of(10) {
                     warn!(code = f.error.code(), error = %f.error, ops = f.ops.len(), attempt,
                         "store write failed, retrying");
                 }

@@ -2,7 +2,7 @@
 //!
 //! One redb table per DynamoDB table, same keys: strings, a (hash, range) tuple for the two
 //! composite keys, the decoded u128 for msgids (so mqtt_msg iterates in time order), and a
-//! multimap topic -> msgid for mqtt_topic_msg_map. Values are postcard-encoded ([`codec`]).
+//! multimap topic -> msgid for mqtt_topic_msg_map. Values are postcard-encoded (see `codec.rs`).
 //! A batch from the writer is one write transaction, committed durably (fsync): group commit.
 //! redb is synchronous, so every call runs on tokio's blocking pool.
 

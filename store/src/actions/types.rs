@@ -1,0 +1,110 @@
+//! The types of the [`super::Backend`] API: its configuration, its inputs and outputs, its
+//! errors and counters.
+
+use std::path::PathBuf;
+
+use bytes::Bytes;
+
+use crate::dynamo::DynamoConfig;
+use crate::error::StoreError;
+use crate::record::MessageRecord;
+use crate::writer::{WriterClosed, WriterConfig, WriterStats};
+
+/// Which store, and where.
+#[derive(Debug, Clone)]
+pub enum StoreConfig {
+    /// redb file `dynamq.redb` in this directory (created if missing).
+    Embedded {
+        data_dir: PathBuf,
+    },
+    Dynamo(DynamoConfig),
+}
+
+/// What to do when the write queue is full.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OverflowPolicy {
+    /// Wait for room: the event's caller is slowed down (backpressure). Nothing is dropped.
+    #[default]
+    Wait,
+    /// Drop the op, count it (`WriterStats::rejected_full`) and log it: MQTT traffic never
+    /// waits on the store.
+    Drop,
+}
+
+/// Everything [`super::Backend::new`] needs besides the hooks.
+#[derive(Debug, Clone)]
+pub struct BackendConfig {
+    pub store: StoreConfig,
+    /// This broker node's name: mixed into msgids (EMQX's node+pid hash).
+    pub node: String,
+    /// `None`: defaults for the store (DynamoDB: 25 per batch, `pool_size` requests in
+    /// flight; embedded: 512 per transaction, 2 transactions in flight).
+    pub writer: Option<WriterConfig>,
+    pub overflow: OverflowPolicy,
+    /// Most ids kept in one mqtt_topic_msg_map item; older ones are evicted (their message
+    /// deleted) and counted. 5,000 ids of ~47 bytes stay well under DynamoDB's 400 KB item.
+    pub map_cap_per_topic: usize,
+    /// Most msgids remembered per subscription to avoid replaying a stored message twice.
+    pub delivered_cap_per_subscription: usize,
+}
+
+impl BackendConfig {
+    pub fn new(store: StoreConfig, node: impl Into<String>) -> BackendConfig {
+        BackendConfig {
+            store,
+            node: node.into(),
+            writer: None,
+            overflow: OverflowPolicy::Wait,
+            map_cap_per_topic: 5_000,
+            delivered_cap_per_subscription: 10_000,
+        }
+    }
+}
+
+/// Errors the actions return to the broker.
+#[derive(Debug, thiserror::Error)]
+pub enum BackendError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    WriterClosed(#[from] WriterClosed),
+}
+
+/// A message published by a client, as [`super::Backend::message_published`] needs it.
+#[derive(Debug, Clone, Copy)]
+pub struct PublishedMessage<'a> {
+    pub topic: &'a str,
+    /// The publisher's client id.
+    pub sender: &'a str,
+    pub qos: u8,
+    pub retain: bool,
+    pub payload: &'a Bytes,
+}
+
+/// A message to deliver to a new subscription.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delivery {
+    pub message: MessageRecord,
+    /// A retained message (send with the RETAIN flag), as opposed to a stored one.
+    pub retained: bool,
+}
+
+/// Counters of the actions (the writer's are in `writer`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct BackendStats {
+    pub writer: WriterStats,
+    /// Ids evicted from a map item by the per-topic cap (their messages deleted).
+    pub evicted: u64,
+    /// Ids dropped because they were older than a fetch's `time_range`.
+    pub expired: u64,
+    /// Ids found in a map item without their mqtt_msg item (removed from the map).
+    pub dangling: u64,
+    /// Stored messages not replayed because this subscription already got them.
+    pub duplicates_skipped: u64,
+    /// Ops dropped by [`OverflowPolicy::Drop`].
+    pub dropped_full: u64,
+    /// Retained messages in the index.
+    pub retained: u64,
+    /// Topics with stored messages in the index.
+    pub stored_topics: u64,
+}
