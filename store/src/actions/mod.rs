@@ -35,6 +35,7 @@ struct Counters {
     dangling: AtomicU64,
     duplicates_skipped: AtomicU64,
     dropped_full: AtomicU64,
+    read_errors: AtomicU64,
 }
 
 /// The actions and their state. Share it with `Arc<Backend>`.
@@ -223,7 +224,8 @@ impl Backend {
     /// and returns what to deliver, in order: retained messages matching the filter
     /// (on_retain_lookup; not for `$share/` filters), then stored messages
     /// (on_message_fetch_for_queue / _for_pubsub; only for a new subscription with QoS > 0),
-    /// in msgid order, each at most once per (client, filter).
+    /// in msgid order, each at most once per (client, filter). A failed replay read is
+    /// counted (`read_errors`) and logged, and the retained messages are still returned.
     pub async fn subscribed(
         &self,
         clientid: &str,
@@ -257,7 +259,16 @@ impl Backend {
             }));
         }
         if qos > 0 && is_new {
-            let stored = self.fetch_stored(clientid, real).await?;
+            // A failed replay must not fail the SUBSCRIBE: deliver the retained messages, count
+            // and log; the messages stay stored for the next subscription.
+            let stored = match self.fetch_stored(clientid, real).await {
+                Ok(stored) => stored,
+                Err(e) => {
+                    self.counters.read_errors.fetch_add(1, Ordering::Relaxed);
+                    tracing::error!(clientid, filter, error = %e, "stored message replay failed");
+                    Vec::new()
+                }
+            };
             let fresh = self.remember_delivered(clientid, filter, &out, stored);
             out.extend(fresh.into_iter().map(|message| Delivery {
                 message,
@@ -511,6 +522,7 @@ impl Backend {
             dangling: c.dangling.load(Ordering::Relaxed),
             duplicates_skipped: c.duplicates_skipped.load(Ordering::Relaxed),
             dropped_full: c.dropped_full.load(Ordering::Relaxed),
+            read_errors: c.read_errors.load(Ordering::Relaxed),
             retained: self.retained.read().len() as u64,
             stored_topics: self.stored.read().len() as u64,
         }

@@ -103,6 +103,8 @@ pub struct BackendStats {
     pub duplicates_skipped: u64,
     /// Ops dropped by [`OverflowPolicy::Drop`].
     pub dropped_full: u64,
+    /// Stored-message replays that failed on a store read (logged; SUBSCRIBE still served).
+    pub read_errors: u64,
     /// Retained messages in the index.
     pub retained: u64,
     /// Topics with stored messages in the index.
