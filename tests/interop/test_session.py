@@ -129,23 +129,68 @@ def test_unacked_qos2_pubrel_resumed(broker, version):
         assert s.expect(raw.PINGRESP).ptype == raw.PINGRESP
 
 
-@BOTH
-def test_persistent_session_survives_broker_restart(start_broker, protocol):
-    """The broker's state is durable: a persistent session's subscription and a queued QoS 1
-    message survive a broker restart on the same data dir (Session Present 1
-    [MQTT-3.2.2-2] (3.1.1) / [MQTT-3.2.2-3] (5.0)), and so does a retained message."""
+def _restarted_session(start_broker, protocol):
+    """A persistent session subscribed at QoS 1, a QoS 1 message queued for it while away and a
+    retained message, then a broker restart on the same data dir."""
     broker = start_broker(persistence=True)
     cid, topic = unique_id("rs"), unique_id("rst")
     with _persistent(broker, cid, protocol) as s:
         s.subscribe(topic, 1)
     with Paho(broker, unique_id("p"), protocol=protocol) as p:
-        p.publish(topic, b"survives", 1)
+        p.publish(topic, b"queued", 1)
         p.publish(topic + "/r", b"retained", 1, retain=True)
     broker.restart()
-    with _persistent(broker, cid, protocol) as s:
-        assert s.session_present is True
-        m = s.get()
-        assert (m.payload, m.qos) == (b"survives", 1)
+    return broker, cid, topic
+
+
+# The broker's state is meant to be durable (DESIGN.md: sessions' subscriptions, queued and
+# retained messages live in the store). MQTT itself lets a server lose non-durable session
+# state in a restart (section 4.1), so these are dynamq's promise, checked on Mosquitto with
+# persistence enabled; one property per test so a failure says which part was lost.
+
+@BOTH
+def test_restart_keeps_retained(start_broker, protocol):
+    """A retained message survives a broker restart [MQTT-3.3.1-5] (stored until replaced)."""
+    broker, _, topic = _restarted_session(start_broker, protocol)
     with Paho(broker, unique_id("s"), protocol=protocol) as s:
         s.subscribe(topic + "/r", 1)
-        assert s.get().payload == b"retained"
+        m = s.get()
+        assert (m.payload, m.retain) == (b"retained", True)
+
+
+@BOTH
+def test_restart_keeps_subscription(start_broker, protocol):
+    """After a restart, the persistent session's subscription still delivers without the
+    client subscribing again (the session state includes subscriptions, section 4.1)."""
+    broker, cid, topic = _restarted_session(start_broker, protocol)
+    with _persistent(broker, cid, protocol) as s:
+        with Paho(broker, unique_id("p"), protocol=protocol) as p:
+            p.publish(topic, b"after-restart", 1)
+        got = []  # the queued message may come first; that is another test's business
+        for _ in range(3):
+            try:
+                got.append(s.get(timeout=2).payload)
+            except AssertionError:
+                break
+            if got[-1] == b"after-restart":
+                break
+        assert b"after-restart" in got, got
+
+
+@BOTH
+def test_restart_delivers_queued_message(start_broker, protocol):
+    """A QoS 1 message queued for an absent persistent session before a restart is delivered
+    when the client returns after it [MQTT-3.1.2-5] (3.1.1) / section 4.1 (5.0)."""
+    broker, cid, _ = _restarted_session(start_broker, protocol)
+    with _persistent(broker, cid, protocol) as s:
+        m = s.get()
+        assert (m.payload, m.qos) == (b"queued", 1)
+
+
+@BOTH
+def test_restart_session_present(start_broker, protocol):
+    """A server that kept the session state across the restart must say so: Session Present 1
+    [MQTT-3.2.2-2] (3.1.1) / [MQTT-3.2.2-3] (5.0)."""
+    broker, cid, _ = _restarted_session(start_broker, protocol)
+    with _persistent(broker, cid, protocol) as s:
+        assert s.session_present is True
