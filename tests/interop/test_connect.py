@@ -65,7 +65,7 @@ def test_empty_client_id_persistent_v311_rejected(broker):
 
 @pytest.mark.parametrize("protocol", [V311, V5], ids=["v311", "v5"])
 def test_keepalive_zero_accepted(broker, protocol):
-    """Keep Alive 0 turns the keepalive mechanism off [MQTT-3.1.2-23 (3.1.1 text)]; the
+    """Keep Alive 0 turns the keepalive mechanism off (section 3.1.2.10, both versions); the
     connection is accepted and works."""
     with Paho(broker, unique_id("ka0"), protocol=protocol, keepalive=0) as c:
         assert c.reason_code.value == 0

@@ -106,7 +106,8 @@ def test_unacked_qos1_redelivered_with_dup(broker, version):
 def test_unacked_qos2_pubrel_resumed(broker, version):
     """QoS 2 outgoing: after PUBREC the server sends PUBREL; if the connection drops before
     PUBCOMP, the server re-sends PUBREL on reconnect [MQTT-4.4.0-1] and does not deliver the
-    message again [MQTT-4.3.3-?: exactly once]."""
+    message again: the sender must not re-send the PUBLISH once it has sent PUBREL
+    [MQTT-4.3.3-1] (3.1.1)."""
     cid, topic = unique_id("q2"), unique_id("q2t")
     props = raw.props(session_expiry=300) if version == raw.V5 else None
     with raw.RawClient(broker.port, version=version) as s:
