@@ -19,7 +19,7 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 TOOLS="$ROOT/bench/.tools"
 REPS=3
 BROKERS="dynamq rumqttd mosquitto"
-SCENARIOS="s1_q0 s1_q1 s1_q2 fanin_q0 fanin_q1 mesh_q0 mesh_q1 fanout_q0 conn"
+SCENARIOS="s1_q0 s1_q1 s1_q2 lat_q0 lat_q1 lat_q2 fanin_q0 fanin_q1 mesh_q0 mesh_q1 fanout_q0 conn"
 PERSISTENCE=0
 BUILD=1
 SCALE=1
@@ -178,6 +178,10 @@ scenario_args() { # NAME -> dynamq-bench arguments
     s1_q0)     echo "run --pubs 1 --subs 1 --qos 0 --count $((500000/s)) --topic b/%i --filter b/#" ;;
     s1_q1)     echo "run --pubs 1 --subs 1 --qos 1 --count $((150000/s)) --topic b/%i --filter b/#" ;;
     s1_q2)     echo "run --pubs 1 --subs 1 --qos 2 --count $((100000/s)) --topic b/%i --filter b/#" ;;
+    # Latency at a fixed, moderate rate (5,000 msg/s for 5 s): no queueing in the broker.
+    lat_q0)    echo "run --pubs 1 --subs 1 --qos 0 --rate 5000 --count $((25000/s)) --topic b/%i --filter b/#" ;;
+    lat_q1)    echo "run --pubs 1 --subs 1 --qos 1 --rate 5000 --count $((25000/s)) --topic b/%i --filter b/#" ;;
+    lat_q2)    echo "run --pubs 1 --subs 1 --qos 2 --rate 5000 --count $((25000/s)) --topic b/%i --filter b/#" ;;
     fanin_q0)  echo "run --pubs 10 --subs 1 --qos 0 --count $((50000/s)) --topic b/%i --filter b/+" ;;
     fanin_q1)  echo "run --pubs 10 --subs 1 --qos 1 --count $((15000/s)) --topic b/%i --filter b/+" ;;
     mesh_q0)   echo "run --pubs 10 --subs 10 --qos 0 --count $((30000/s)) --topic b/mesh --filter b/mesh" ;;
@@ -211,7 +215,7 @@ write_configs
   echo "load before: $(uptime)"
   echo "mosquitto: $("$MOSQUITTO" -h 2>&1 | head -1)"
   echo "rumqttd: $(ls "$HOME"/.cargo/registry/src/*/ 2>/dev/null | grep -m1 '^rumqttd-' || echo '?')"
-  echo "dynamq: $(git -C "$ROOT" log -1 --format='%h %s') (binary $(date -r "$DYNAMQ" -u +%FT%TZ))"
+  echo "dynamq: $(git -C "$ROOT" log -1 --format='%h %s' -- src) (binary $(date -r "$DYNAMQ" -u +%FT%TZ))"
   echo "open files: $NOFILE, idle connections: $CONNS"
 } > "$OUT/machine.txt"
 cat "$OUT/machine.txt" >&2
