@@ -204,6 +204,7 @@ fn apply(txn: &WriteTransaction, ops: &[WriteOp]) -> Result<(), redb::Error> {
 impl Store for EmbeddedStore {
     async fn write(&self, ops: Vec<WriteOp>) -> Vec<WriteFailure> {
         let db = self.db.clone();
+        let count = ops.len();
         let result = tokio::task::spawn_blocking(move || {
             let outcome = (|| -> Result<(), redb::Error> {
                 let txn = db.begin_write()?;
@@ -221,11 +222,12 @@ impl Store for EmbeddedStore {
                 ops,
                 error: err("write", "batch")(e),
             }],
-            Err(e) => {
-                // The blocking task panicked and took the ops with it; nothing to hand back.
-                tracing::error!(error = %e, "embedded store write task failed");
-                Vec::new()
-            }
+            // The blocking task panicked and took the ops with it: nothing to hand back, but
+            // the writer still logs the failure.
+            Err(e) => vec![WriteFailure {
+                ops: Vec::new(),
+                error: StoreError::Task(format!("{count} ops lost: {e}")),
+            }],
         }
     }
 
