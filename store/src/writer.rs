@@ -331,8 +331,9 @@ impl<S: Store> Batcher<S> {
         let mut closed = false;
         loop {
             self.dispatch();
-            self.wake_flushers();
+            // Gauge first, so a flusher that wakes up reads a current `pending`.
             self.update_pending_gauge();
+            self.wake_flushers();
             if closed && self.pending.is_empty() && self.tasks.is_empty() {
                 break;
             }
