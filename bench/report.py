@@ -24,6 +24,8 @@ LABELS = {
     "mesh_q1": "10 pub × 10 sub QoS 1",
     "fanout_q0": "fan-out 1→1000 QoS 0",
     "conn": "idle connections",
+    "dyn_s1_q1": "1→1 QoS 1 (20k msgs)",
+    "dyn_mesh_q1": "10 pub × 10 sub QoS 1 (2k msgs each)",
 }
 PEERS = ["rumqttd", "mosquitto"]
 
@@ -89,16 +91,9 @@ def rows_for(runs, scenario, tags):
     return rows
 
 
-def main():
-    folder = Path(sys.argv[1])
-    runs = load(folder)
-    tags = sorted({t for t, _ in runs}, key=lambda t: (t != "dynamq", t not in PEERS, t))
-    scenarios = [s for s in LABELS if any((t, s) in runs for t in tags)]
-    peers = [p for p in PEERS if p in tags]
-    out = []
+def table(runs, tags, scenarios, peers):
     head = ["scenario", "metric"] + tags + [f"dynamq/{p}" for p in peers]
-    out.append("| " + " | ".join(head) + " |")
-    out.append("|" + "---|" * len(head))
+    out = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for s in scenarios:
         for metric, unit, values, lower in rows_for(runs, s, tags):
             if all(v is None for v in values.values()):
@@ -111,6 +106,22 @@ def main():
                     ratios.append(ratio(values.get("dynamq"), values.get(p), lower))
             cells = [LABELS[s], metric] + [fmt(values.get(t), unit) for t in tags] + ratios
             out.append("| " + " | ".join(cells) + " |")
+    return out
+
+
+def main():
+    folder = Path(sys.argv[1])
+    runs = load(folder)
+    order = ["dynamq"] + PEERS
+    brokers = [t for t in order if any(k[0] == t for k in runs)]
+    scenarios = [s for s in LABELS if any((t, s) in runs for t in brokers)]
+    out = table(runs, brokers, scenarios, [p for p in PEERS if p in brokers])
+    stores = sorted({t for t, _ in runs if t.startswith("dynamq-")})
+    if stores:
+        # dynamq with a store, against itself without: same scenario names where they exist.
+        scen = [s for s in LABELS if any((t, s) in runs for t in stores)]
+        out += ["", "dynamq with persistence (the tutorial's hooks), dynamq alone:", ""]
+        out += table(runs, stores, scen, [])
     errors = [
         f"- {t} {s}: {r.get('first_error') or r.get('error')}"
         for (t, s), rs in sorted(runs.items())

@@ -186,6 +186,9 @@ scenario_args() { # NAME -> dynamq-bench arguments
     fanin_q1)  echo "run --pubs 10 --subs 1 --qos 1 --count $((15000/s)) --topic b/%i --filter b/+" ;;
     mesh_q0)   echo "run --pubs 10 --subs 10 --qos 0 --count $((30000/s)) --topic b/mesh --filter b/mesh" ;;
     mesh_q1)   echo "run --pubs 10 --subs 10 --qos 1 --count $((10000/s)) --topic b/mesh --filter b/mesh" ;;
+    # Smaller counts for DynamoDB on dynalite, a JavaScript server far slower than the broker.
+    dyn_s1_q1)   echo "run --pubs 1 --subs 1 --qos 1 --count $((20000/s)) --topic b/%i --filter b/#" ;;
+    dyn_mesh_q1) echo "run --pubs 10 --subs 10 --qos 1 --count $((2000/s)) --topic b/mesh --filter b/mesh" ;;
     fanout_q0) echo "run --pubs 1 --subs 1000 --qos 0 --count $((2000/s)) --topic b/fan --filter b/fan" ;;
     conn)      echo "conn --conns $((CONNS/s)) --hold-secs 3" ;;
     *) echo "unknown scenario $1" >&2; return 1 ;;
@@ -229,6 +232,8 @@ for scenario in $SCENARIOS; do
 done
 
 # ---------------------------------------------------------------- persistence (dynamq alone)
+# The tutorial's hooks (the default when none are configured) on the embedded store, then on
+# DynamoDB as served by dynalite (pinned to the load generator's core, off the broker's).
 if [[ $PERSISTENCE == 1 ]]; then
   if "$DYNAMQ" serve --help | grep -q -- '--store'; then
     for rep in $(seq 1 "$REPS"); do
@@ -236,18 +241,34 @@ if [[ $PERSISTENCE == 1 ]]; then
         DYNAMQ_CONF="$WORK/dynamq-base.toml" run_one dynamq "$scenario" "$rep" dynamq-embedded --store embedded
       done
     done
-    if command -v dynalite >/dev/null || [[ -x "$TOOLS/node_modules/.bin/dynalite" ]]; then
-      DYNALITE=$(command -v dynalite || echo "$TOOLS/node_modules/.bin/dynalite")
-      "$DYNALITE" --port 28000 >"$WORK/dynalite.log" 2>&1 &
+    DYNALITE=""
+    for cli in "$ROOT/tests/node/node_modules/dynalite/cli.js" "$TOOLS/node_modules/dynalite/cli.js"; do
+      [[ -f $cli ]] && { DYNALITE=$cli; break; }
+    done
+    if [[ -z $DYNALITE ]] && command -v npm >/dev/null; then
+      log "installing dynalite into $TOOLS (npm)"
+      npm install --prefix "$TOOLS" --no-audit --no-fund --loglevel=error dynalite >&2 || true
+      [[ -f "$TOOLS/node_modules/dynalite/cli.js" ]] && DYNALITE="$TOOLS/node_modules/dynalite/cli.js"
+    fi
+    if [[ -n $DYNALITE ]]; then
+      taskset -c 1 node "$DYNALITE" --port 28000 >"$WORK/dynalite.log" 2>&1 &
       PIDS+=("$!")
-      sleep 1
-      printf '[store.dynamo]\nendpoint = "http://127.0.0.1:28000"\nregion = "us-west-2"\naccess_key_id = "bench"\nsecret_access_key = "bench"\n' \
-        | cat "$WORK/dynamq-base.toml" - > "$WORK/dynamq-dynamo.toml"
-      for rep in $(seq 1 "$REPS"); do
-        DYNAMQ_CONF="$WORK/dynamq-dynamo.toml" run_one dynamq s1_q1 "$rep" dynamq-dynalite --store dynamo
-      done
+      wait_port 28000 "$!" || log "dynalite did not start"
+      { cat "$WORK/dynamq-base.toml"
+        printf '[store]\nkind = "dynamo"\n[store.dynamo]\nendpoint = "http://127.0.0.1:28000"\n'
+        printf 'region = "us-west-2"\naccess_key_id = "bench"\nsecret_access_key = "bench"\n'
+      } > "$WORK/dynamq-dynamo.toml"
+      if "$DYNAMQ" tables create --config "$WORK/dynamq-dynamo.toml" >"$WORK/tables.log" 2>&1; then
+        for rep in $(seq 1 "$REPS"); do
+          for scenario in dyn_s1_q1 dyn_mesh_q1; do
+            DYNAMQ_CONF="$WORK/dynamq-dynamo.toml" run_one dynamq "$scenario" "$rep" dynamq-dynalite --store dynamo
+          done
+        done
+      else
+        echo "dynalite runs not run: dynamq tables create failed: $(tail -1 "$WORK/tables.log")" >> "$OUT/persistence.txt"
+      fi
     else
-      echo "dynalite not installed (npm install --prefix $TOOLS dynalite): dynalite runs not run" > "$OUT/persistence.txt"
+      echo "dynalite runs not run: dynalite not found (scripts/install-deps.sh installs it)" >> "$OUT/persistence.txt"
     fi
   else
     echo "not run: this dynamq serve has no --store option yet" > "$OUT/persistence.txt"
