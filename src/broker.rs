@@ -50,14 +50,13 @@ impl Broker {
     /// Publishes an application message: updates the retained index if it is retained,
     /// queues it for every matching subscription, and runs the message hooks.
     pub async fn publish(&self, msg: Arc<Message>) -> RouteOutcome {
+        // The hook first: it gives the message its msgid, which acknowledgements refer to.
+        self.hooks.message_published(&msg).await;
         if msg.retain {
             self.router.retained.set(&msg);
         }
-        let out = self
-            .router
-            .route(&msg, self.config.mqtt.max_queued_messages, &self.metrics);
-        self.hooks.message_published(&msg).await;
-        out
+        self.router
+            .route(&msg, self.config.mqtt.max_queued_messages, &self.metrics)
     }
 
     /// Ends a session: removes it from the registry and its subscriptions from the router,
@@ -66,6 +65,11 @@ impl Broker {
         let (subs, will) = session.end(&self.registry);
         for filter in subs.keys() {
             self.router.unsubscribe(session, filter);
+            // The session's subscriptions end with it, in the store too, so that a later
+            // session of this client does not get them back [MQTT-3.1.2-6].
+            self.hooks
+                .session_unsubscribed(&session.client_id, filter)
+                .await;
         }
         if let Some(will) = will {
             self.metrics.inc_wills_published();

@@ -20,6 +20,112 @@ pub struct Config {
     pub data_dir: PathBuf,
     pub listeners: Listeners,
     pub mqtt: MqttLimits,
+    pub store: StoreSection,
+    /// Hook bindings (event -> action). Empty: the tutorial's ten.
+    pub hooks: Vec<HookEntry>,
+}
+
+/// Which store keeps the broker's state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StoreKind {
+    /// redb files in `data_dir` (the default).
+    Embedded,
+    /// DynamoDB (`[store.dynamo]`).
+    Dynamo,
+    /// No store: nothing survives a restart.
+    None,
+}
+
+/// What the hooks do when the store's write queue is full.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Overflow {
+    /// Wait for room: publishers slow down, nothing is dropped.
+    Wait,
+    /// Drop the write, count and log it: MQTT traffic never waits on the store.
+    Drop,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreSection {
+    pub kind: StoreKind,
+    pub overflow: Overflow,
+    /// Most message ids kept in one mqtt_topic_msg_map item (keeps it under 400 KB).
+    pub map_cap_per_topic: usize,
+    pub dynamo: DynamoSection,
+}
+
+impl Default for StoreSection {
+    fn default() -> Self {
+        StoreSection {
+            kind: StoreKind::Embedded,
+            overflow: Overflow::Wait,
+            map_cap_per_topic: 5_000,
+            dynamo: DynamoSection::default(),
+        }
+    }
+}
+
+/// How to reach DynamoDB. Credentials never appear in logs (`Debug` redacts them).
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DynamoSection {
+    pub region: String,
+    /// e.g. `http://127.0.0.1:8000` for a local server; unset for AWS.
+    pub endpoint: Option<String>,
+    /// Concurrent write requests.
+    pub pool_size: usize,
+    /// Static credentials; unset: the standard AWS chain (environment, profile, web
+    /// identity, IMDS).
+    pub access_key_id: Option<String>,
+    pub secret_access_key: Option<String>,
+    /// Prepended to the six table names.
+    pub table_prefix: String,
+}
+
+impl Default for DynamoSection {
+    fn default() -> Self {
+        DynamoSection {
+            region: "us-west-2".into(),
+            endpoint: None,
+            pool_size: 8,
+            access_key_id: None,
+            secret_access_key: None,
+            table_prefix: String::new(),
+        }
+    }
+}
+
+impl std::fmt::Debug for DynamoSection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let redact = |v: &Option<String>| v.as_ref().map(|_| "<redacted>");
+        f.debug_struct("DynamoSection")
+            .field("region", &self.region)
+            .field("endpoint", &self.endpoint)
+            .field("pool_size", &self.pool_size)
+            .field("access_key_id", &redact(&self.access_key_id))
+            .field("secret_access_key", &redact(&self.secret_access_key))
+            .field("table_prefix", &self.table_prefix)
+            .finish()
+    }
+}
+
+/// One hook, as the tutorial's `backend.dynamo.hook.<event>.<n>` line says it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HookEntry {
+    /// e.g. `message.publish`
+    pub event: String,
+    /// Topic filter; unset: every topic.
+    pub topic: Option<String>,
+    /// e.g. `on_message_publish`
+    pub function: String,
+    pub pool: Option<String>,
+    pub max_returned_count: Option<usize>,
+    /// e.g. `2h`, `30m`, `3600`
+    pub time_range: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -66,6 +172,8 @@ impl Default for Config {
             data_dir: PathBuf::from("data"),
             listeners: Listeners::default(),
             mqtt: MqttLimits::default(),
+            store: StoreSection::default(),
+            hooks: Vec::new(),
         }
     }
 }

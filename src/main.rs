@@ -7,9 +7,11 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};
 use dynamq::broker::Broker;
-use dynamq::config::Config;
-use dynamq::hooks::Hooks;
+use dynamq::config::{Config, StoreKind};
+use dynamq::hooks::setup;
 use dynamq::server;
+use dynamq_store::hooks::HookSpec;
+use dynamq_store::tables::{Billing, Created};
 
 #[derive(Parser)]
 #[command(
@@ -26,6 +28,44 @@ struct Cli {
 enum Command {
     /// Run the broker.
     Serve(ServeArgs),
+    /// Create or check the six DynamoDB tables.
+    #[command(subcommand)]
+    Tables(TablesCommand),
+}
+
+#[derive(Subcommand)]
+enum TablesCommand {
+    /// Create the six tables with the tutorial's key schemas (idempotent; waits for ACTIVE).
+    Create {
+        #[command(flatten)]
+        target: TablesTarget,
+        /// pay-per-request, or provisioned (5 read and 5 write units, as the tutorial).
+        #[arg(long, default_value = "pay-per-request")]
+        billing: String,
+    },
+    /// Check that the six tables exist with the right key schemas; says what is wrong.
+    Check {
+        #[command(flatten)]
+        target: TablesTarget,
+    },
+}
+
+#[derive(Args)]
+struct TablesTarget {
+    /// TOML configuration whose [store.dynamo] section to use.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// The tutorial's backend.dynamo.* file, whose pool to use.
+    #[arg(long)]
+    backend_conf: Option<PathBuf>,
+    /// Endpoint URL of a local DynamoDB-compatible server, e.g. http://127.0.0.1:8000.
+    #[arg(long)]
+    endpoint: Option<String>,
+    #[arg(long)]
+    region: Option<String>,
+    /// Table name prefix.
+    #[arg(long)]
+    prefix: Option<String>,
 }
 
 #[derive(Args)]
@@ -54,6 +94,12 @@ struct ServeArgs {
     /// Largest packet accepted from a client, in bytes.
     #[arg(long, value_name = "BYTES")]
     max_packet_size: Option<u32>,
+    /// Where state is kept: embedded (files in --data-dir), dynamo, or none.
+    #[arg(long, value_parser = ["embedded", "dynamo", "none"])]
+    store: Option<String>,
+    /// The tutorial's backend.dynamo.* file (DynamoDB settings and hooks), accepted as is.
+    #[arg(long, value_name = "FILE")]
+    backend_conf: Option<PathBuf>,
 }
 
 /// `--tcp`/`--ws` values: addresses, or `none` for no listener.
@@ -77,7 +123,8 @@ fn parse_listeners(values: &[String], flag: &str) -> Result<Option<Vec<SocketAdd
         .map(Some)
 }
 
-fn load_config(args: &ServeArgs) -> Result<Config> {
+/// The configuration and the hooks it names.
+fn load_config(args: &ServeArgs) -> Result<(Config, Vec<HookSpec>)> {
     let mut config = match &args.config {
         Some(path) => Config::load(path)?,
         None => Config::default(),
@@ -103,8 +150,22 @@ fn load_config(args: &ServeArgs) -> Result<Config> {
     if let Some(m) = args.max_packet_size {
         config.mqtt.max_packet_size = m;
     }
+    let mut hooks = setup::hooks_from_config(&config.hooks)?;
+    if let Some(file) = &args.backend_conf {
+        let from_file = setup::apply_backend_conf(&mut config, file)?;
+        if !from_file.is_empty() {
+            hooks = from_file;
+        }
+    }
+    if let Some(kind) = &args.store {
+        config.store.kind = match kind.as_str() {
+            "dynamo" => StoreKind::Dynamo,
+            "none" => StoreKind::None,
+            _ => StoreKind::Embedded,
+        };
+    }
     config.validate()?;
-    Ok(config)
+    Ok((config, hooks))
 }
 
 fn init_logging(level: &str) -> Result<()> {
@@ -120,18 +181,92 @@ fn init_logging(level: &str) -> Result<()> {
 }
 
 async fn serve(args: ServeArgs) -> Result<()> {
-    let config = load_config(&args)?;
+    let (config, hooks) = load_config(&args)?;
     init_logging(&config.log_level)?;
-    std::fs::create_dir_all(&config.data_dir)
-        .with_context(|| format!("cannot create data dir {}", config.data_dir.display()))?;
-    tracing::info!(node = %config.node_name, "dynamq {} starting", env!("CARGO_PKG_VERSION"));
-    let broker = Broker::new(config, Hooks::none());
+    if config.store.kind == StoreKind::Embedded {
+        std::fs::create_dir_all(&config.data_dir)
+            .with_context(|| format!("cannot create data dir {}", config.data_dir.display()))?;
+    }
+    tracing::info!(node = %config.node_name, store = ?config.store.kind, "dynamq {} starting", env!("CARGO_PKG_VERSION"));
+    let hooks = setup::build(&config, hooks).await?;
+    if let Some(b) = hooks.backend() {
+        let names: Vec<String> = b
+            .hooks()
+            .iter()
+            .map(|h| format!("{}:{}", h.event, h.function))
+            .collect();
+        tracing::info!(hooks = %names.join(","), "store hooks active");
+    }
+    let broker = Broker::new(config, hooks);
     server::start(&broker).await?;
     wait_for_signal().await;
     tracing::info!("shutting down");
     server::shutdown(&broker, Duration::from_secs(5)).await;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// The DynamoDB settings for `dynamq tables`: a config file, a backend file, then flags.
+fn tables_config(t: &TablesTarget) -> Result<Config> {
+    let mut config = match &t.config {
+        Some(path) => Config::load(path)?,
+        None => Config::default(),
+    };
+    if let Some(file) = &t.backend_conf {
+        setup::apply_backend_conf(&mut config, file)?;
+    }
+    let d = &mut config.store.dynamo;
+    if let Some(e) = &t.endpoint {
+        d.endpoint = Some(e.clone());
+    }
+    if let Some(r) = &t.region {
+        d.region = r.clone();
+    }
+    if let Some(p) = &t.prefix {
+        d.table_prefix = p.clone();
+    }
+    Ok(config)
+}
+
+async fn tables(cmd: TablesCommand) -> Result<()> {
+    init_logging("warn")?;
+    match cmd {
+        TablesCommand::Create { target, billing } => {
+            let billing = match billing.as_str() {
+                "pay-per-request" => Billing::PayPerRequest,
+                "provisioned" => Billing::Provisioned { rcu: 5, wcu: 5 },
+                other => bail!("--billing {other}: expected pay-per-request or provisioned"),
+            };
+            let config = tables_config(&target)?;
+            let dc = setup::dynamo_config(&config);
+            let client = dynamq_store::dynamo::connect(&dc).await;
+            let done =
+                dynamq_store::tables::create_tables(&client, &dc.table_prefix, billing).await?;
+            for (name, what) in done {
+                println!(
+                    "{name}: {}",
+                    match what {
+                        Created::Created => "created",
+                        Created::AlreadyExisted => "already exists",
+                    }
+                );
+            }
+            Ok(())
+        }
+        TablesCommand::Check { target } => {
+            let config = tables_config(&target)?;
+            let dc = setup::dynamo_config(&config);
+            let client = dynamq_store::dynamo::connect(&dc).await;
+            let report = dynamq_store::tables::check_tables(&client, &dc.table_prefix).await?;
+            print!("{report}");
+            if !report.is_ok() {
+                bail!(
+                    "the tables are not as dynamq needs them (dynamq tables create fixes missing ones)"
+                );
+            }
+            Ok(())
+        }
+    }
 }
 
 async fn wait_for_signal() {
@@ -164,5 +299,6 @@ fn main() -> Result<()> {
         .context("cannot start the tokio runtime")?;
     match cli.command {
         Command::Serve(args) => runtime.block_on(serve(args)),
+        Command::Tables(cmd) => runtime.block_on(tables(cmd)),
     }
 }

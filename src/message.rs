@@ -4,11 +4,12 @@
 //! the per-subscription parts (QoS, retain flag, subscription identifiers) live in `Delivery`.
 
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
 use bytes::Bytes;
 use dynamq_codec::{PublishProperties, QoS};
+use dynamq_store::msgid::MsgId;
 
 /// A client identifier. Cheap to clone; compared by value.
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -52,6 +53,9 @@ pub struct Message {
     pub expires_at: Option<Instant>,
     /// The publisher, for No Local [MQTT-3.8.3-3] and the stores' `sender`.
     pub sender: ClientId,
+    /// The store's id of this message (EMQX-compatible), set by the message.publish hook
+    /// before the message is routed; unset without a store.
+    pub msgid: OnceLock<MsgId>,
 }
 
 impl Message {

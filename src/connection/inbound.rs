@@ -145,6 +145,7 @@ where
             },
             expires_at,
             sender: self.client_id.clone(),
+            msgid: Default::default(),
         });
         let out = self.broker.publish(msg).await;
         let reason = if out.queued == 0 && out.dropped == 0 {
@@ -247,7 +248,8 @@ where
                 RetainHandling::SendIfNew => !existed,
                 RetainHandling::DoNotSend => false,
             };
-        if send_retained {
+        let hooks = &self.broker.hooks;
+        if send_retained && !hooks.handles_retained_lookup() {
             for msg in self.broker.router.retained.matching(filter) {
                 retained.push(Delivery {
                     qos: msg.qos.min(granted),
@@ -263,12 +265,15 @@ where
             .hooks
             .session_subscribed(&self.client_id, filter, granted, !existed)
             .await;
-        for msg in stored {
+        for d in stored {
+            if d.retained && !send_retained {
+                continue;
+            }
             retained.push(Delivery {
-                qos: msg.qos.min(granted),
-                retain: msg.retain,
+                qos: d.msg.qos.min(granted),
+                retain: d.retained,
                 sub_ids: sub_id.into_iter().collect(),
-                msg,
+                msg: d.msg,
             });
         }
         Ok(ReasonCode::granted(granted))
@@ -318,9 +323,8 @@ where
         })
     }
 
-    /// Restores a new session's subscriptions from the store (on_subscribe_lookup).
-    pub(super) async fn restore_subscriptions(&mut self) {
-        let subs = self.broker.hooks.session_created(&self.client_id).await;
+    /// Restores a session's subscriptions found in the store (on_subscribe_lookup).
+    pub(super) async fn restore_subscriptions(&mut self, subs: Vec<(String, QoS)>) {
         let mut retained = Vec::new();
         for (filter, qos) in subs {
             if let Err(e) = self

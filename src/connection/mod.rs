@@ -177,14 +177,32 @@ where
         batch: Vec::new(),
     };
 
+    // A session not in memory may be in the store (after a restart, or from another node):
+    // on_subscribe_lookup gives its subscriptions. A client that resumes gets them back and
+    // Session Present; with Clean Start they are deleted [MQTT-3.1.2-4].
+    let stored = if present {
+        Vec::new()
+    } else {
+        broker.hooks.session_created(&conn.client_id).await
+    };
+    let (restore, stale) = if clean_start {
+        (Vec::new(), stored)
+    } else {
+        (stored, Vec::new())
+    };
+    let present = present || !restore.is_empty();
     let ack = connect::connack(&broker, protocol, &accepted, present);
     conn.send(&Packet::ConnAck(ack));
     broker.metrics.inc_connects();
     tracing::debug!(client = %conn.client_id, peer = %conn.peer, ?protocol, present, "connected");
     broker.hooks.client_connected(&conn.client_id).await;
-    if !present {
-        conn.restore_subscriptions().await;
+    for (filter, _) in stale {
+        broker
+            .hooks
+            .session_unsubscribed(&conn.client_id, &filter)
+            .await;
     }
+    conn.restore_subscriptions(restore).await;
     conn.resend_inflight();
 
     let end = conn.run(&kick).await;

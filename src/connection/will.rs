@@ -42,6 +42,7 @@ where
                 .message_expiry_interval
                 .map(|s| Instant::now() + Duration::from_secs(u64::from(s))),
             sender: self.client_id.clone(),
+            msgid: Default::default(),
         });
         if delay == 0 {
             self.broker.metrics.inc_wills_published();

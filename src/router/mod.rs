@@ -170,6 +170,7 @@ mod tests {
             properties: PublishProperties::default(),
             expires_at: None,
             sender: ClientId::new(sender),
+            msgid: Default::default(),
         })
     }
 

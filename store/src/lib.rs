@@ -24,7 +24,7 @@
 //!
 //! | event | call | returns |
 //! |---|---|---|
-//! | client.connected | `client_connected(clientid, node, now_secs)` | `()` |
+//! | client.connected | `client_connected(clientid, node, now_secs)` | `()`; with a fetch function configured it first reads the client's mqtt_client item: stored messages older than its last disconnect (all, for a client never seen) are not replayed to it |
 //! | client.disconnected | `client_disconnected(clientid, now_secs)` | `()` |
 //! | session.created (clean start = false, or any new session) | `session_created(clientid)` | `Vec<(filter, qos)>` to restore |
 //! | session.subscribed | `subscribed(clientid, filter, qos, is_new)` | `Vec<Delivery>` to send now, in order |

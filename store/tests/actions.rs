@@ -170,9 +170,30 @@ async fn retained_lookup(kind: Kind) {
     assert_eq!(rec.arrived, rec.msgid.timestamp_secs());
     let got = b.subscribed("c1", "r/#", 0, true).await.expect("sub");
     assert_eq!(payloads(&got), [("two".into(), true)]);
-    // The retained message (QoS 1) was also stored; it is delivered once, as retained.
+    // A QoS 1 retained message is delivered once, as retained.
     let got = b.subscribed("c9", "r/#", 1, true).await.expect("sub");
     assert_eq!(payloads(&got), [("two".into(), true)]);
+    // Retained messages are not queued in mqtt_topic_msg_map: a replaced or deleted one is
+    // never replayed as a stored message.
+    publish(&b, "r/2/x", 1, true, b"three").await;
+    b.flush().await.expect("flush");
+    assert!(
+        b.store()
+            .map_msgids("r/2/x")
+            .await
+            .expect("read")
+            .is_empty()
+    );
+    let got = b.subscribed("c10", "r/#", 1, true).await.expect("sub");
+    assert_eq!(payloads(&got), [("three".into(), true)]);
+    publish(&b, "r/2/x", 1, true, b"").await;
+    b.flush().await.expect("flush");
+    assert!(
+        b.subscribed("c11", "r/#", 1, true)
+            .await
+            .expect("sub")
+            .is_empty()
+    );
 }
 
 async fn queue_fetch_and_ack(kind: Kind) {
@@ -236,6 +257,51 @@ async fn queue_fetch_and_ack(kind: Kind) {
     b.flush().await.expect("flush");
     // q/a is still a stored topic (m3), so its acked row was found through the index.
     assert_eq!(b.store().acked("q/a", "c1").await.expect("acked"), None);
+}
+
+/// Offline messages are those published while the client was away: a client never seen
+/// before gets no history; a returning one gets what arrived since it went offline.
+async fn replay_only_what_arrived_while_offline(kind: Kind) {
+    let place = Place::new(kind, "offline").await;
+    let b = place.backend().await;
+    let old = publish(&b, "o/a", 1, false, b"before").await;
+    b.flush().await.expect("flush");
+    b.client_connected("fresh", "n", 1)
+        .await
+        .expect("connected");
+    assert!(
+        b.subscribed("fresh", "o/#", 1, true)
+            .await
+            .expect("sub")
+            .is_empty()
+    );
+
+    // "back" was connected and left; a message arrives while it is away.
+    b.client_connected("back", "n", 1).await.expect("connected");
+    b.client_disconnected("back", 0)
+        .await
+        .expect("disconnected");
+    b.flush().await.expect("flush");
+    let offline_at = old.timestamp_secs() + 1;
+    b.write(WriteOp::ClientOffline {
+        clientid: "back".into(),
+        offline_at,
+    })
+    .await
+    .expect("write");
+    b.flush().await.expect("flush");
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let new = publish(&b, "o/a", 1, false, b"while away").await;
+    assert!(new.timestamp_secs() >= offline_at);
+    b.flush().await.expect("flush");
+    b.client_connected("back", "n", offline_at + 5)
+        .await
+        .expect("connected");
+    let got = b.subscribed("back", "o/#", 1, true).await.expect("sub");
+    assert_eq!(
+        got.iter().map(|d| d.message.msgid).collect::<Vec<_>>(),
+        vec![new]
+    );
 }
 
 async fn acked_delete_exact(kind: Kind) {
@@ -447,6 +513,7 @@ both_stores! {
     subscriptions_restored_ => subscriptions_restored;
     retained_lookup_ => retained_lookup;
     queue_fetch_and_ack_ => queue_fetch_and_ack;
+    replay_only_what_arrived_while_offline_ => replay_only_what_arrived_while_offline;
     acked_delete_exact_ => acked_delete_exact;
     pubsub_cursor_ => pubsub_cursor;
     max_count_and_time_range_ => max_count_and_time_range;

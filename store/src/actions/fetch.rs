@@ -64,6 +64,9 @@ impl Backend {
                 .collect();
             wanted.extend(self.select(spec, after, now, &ids_by_topic).await?);
         }
+        if let Some(since) = self.replay_since.lock().get(clientid).copied() {
+            wanted.retain(|id| id.timestamp_micros() >= since);
+        }
         self.read_messages(wanted, &ids_by_topic, now).await
     }
 

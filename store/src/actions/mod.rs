@@ -56,6 +56,10 @@ pub struct Backend {
     /// Stored msgids already replayed, per client and subscription filter (cleared on
     /// unsubscribe and disconnect).
     delivered: Mutex<HashMap<String, HashMap<String, BTreeSet<MsgId>>>>,
+    /// Per connected client: stored messages older than this (µs) are not replayed to it,
+    /// because they were published before it went offline (or, for a client never seen
+    /// before, before it first connected). Set by client.connected from mqtt_client.
+    replay_since: Mutex<HashMap<String, u64>>,
     counters: Counters,
 }
 
@@ -104,6 +108,7 @@ impl Backend {
             retained: RwLock::new(TopicIndex::default()),
             stored: RwLock::new(TopicIndex::default()),
             delivered: Mutex::new(HashMap::new()),
+            replay_since: Mutex::new(HashMap::new()),
             counters: Counters::default(),
         };
         backend.refresh_indexes().await?;
@@ -183,6 +188,26 @@ impl Backend {
         node: &str,
         now: u64,
     ) -> Result<(), BackendError> {
+        if self.configured(HookFunction::OnMessageFetchForQueue)
+            || self.configured(HookFunction::OnMessageFetchForPubsub)
+        {
+            // Offline messages are those published while the client was away: read when it
+            // left before this connection's record replaces it. A client never seen before
+            // gets no history, as with any MQTT broker.
+            let since = match self.store.client(clientid).await {
+                Ok(Some(rec)) if rec.connect_state == 0 => rec.offline_at.saturating_mul(1_000_000),
+                // Recorded online: the broker stopped before recording the disconnect.
+                Ok(Some(rec)) => rec.online_at.saturating_mul(1_000_000),
+                Ok(None) => crate::msgid::now_micros(),
+                Err(e) => {
+                    self.replay_since
+                        .lock()
+                        .insert(clientid.to_owned(), crate::msgid::now_micros());
+                    return Err(e.into());
+                }
+            };
+            self.replay_since.lock().insert(clientid.to_owned(), since);
+        }
         if self.configured(HookFunction::OnClientConnected) {
             self.submit(WriteOp::PutClient(ClientRecord {
                 clientid: clientid.to_owned(),
@@ -200,6 +225,7 @@ impl Backend {
     /// client's replay-dedup memory is dropped (a new connection may replay again).
     pub async fn client_disconnected(&self, clientid: &str, now: u64) -> Result<(), BackendError> {
         self.delivered.lock().remove(clientid);
+        self.replay_since.lock().remove(clientid);
         if self.configured(HookFunction::OnClientDisconnected) {
             self.submit(WriteOp::ClientOffline {
                 clientid: clientid.to_owned(),
@@ -394,7 +420,11 @@ impl Backend {
         if empty_retained {
             return Ok(msgid);
         }
+        // A retained message reaches new subscribers through mqtt_retain (on_retain_lookup).
+        // Queueing it too would replay it a second time, and replay it after it was replaced
+        // or deleted: so only non-retained messages are queued.
         let queue = msg.qos > 0
+            && !msg.retain
             && self
                 .hook(HookFunction::OnMessagePublish, msg.topic)
                 .is_some();

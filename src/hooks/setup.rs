@@ -1,0 +1,135 @@
+//! Building the hooks from the configuration: which store, which hook bindings (the TOML
+//! `[[hooks]]`, the tutorial's `backend.dynamo.*` file, or the tutorial's ten by default),
+//! and, for DynamoDB, a check of the six tables before the broker starts.
+
+use std::path::Path;
+
+use dynamq_store::actions::{Backend, BackendConfig, OverflowPolicy, StoreConfig};
+use dynamq_store::backend_conf::BackendConf;
+use dynamq_store::dynamo::DynamoConfig;
+use dynamq_store::hooks::{HookEvent, HookFunction, HookSpec, default_hooks, parse_duration};
+
+use super::Hooks;
+use crate::config::{Config, HookEntry, Overflow, StoreKind};
+
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    #[error("{0}")]
+    BackendConf(#[from] dynamq_store::backend_conf::ConfError),
+    #[error("hooks[{index}]: {message}")]
+    Hook { index: usize, message: String },
+    #[error("cannot open the store: {0}")]
+    Backend(#[from] dynamq_store::actions::BackendError),
+    #[error("cannot check the DynamoDB tables: {0}")]
+    Check(dynamq_store::error::StoreError),
+    #[error("the DynamoDB tables are not as dynamq needs them (run `dynamq tables create`):\n{0}")]
+    Tables(String),
+}
+
+/// The `[store.dynamo]` section as the store crate takes it.
+pub fn dynamo_config(config: &Config) -> DynamoConfig {
+    let d = &config.store.dynamo;
+    DynamoConfig {
+        region: d.region.clone(),
+        endpoint: d.endpoint.clone(),
+        pool_size: d.pool_size.max(1),
+        access_key_id: d.access_key_id.clone(),
+        secret_access_key: d.secret_access_key.clone(),
+        table_prefix: d.table_prefix.clone(),
+    }
+}
+
+/// Applies a tutorial-format backend file: it names DynamoDB, its pool's server, keys and
+/// pool size, and its hooks.
+pub fn apply_backend_conf(config: &mut Config, path: &Path) -> Result<Vec<HookSpec>, SetupError> {
+    let conf = BackendConf::from_file(path)?;
+    config.store.kind = StoreKind::Dynamo;
+    let pool = conf
+        .hooks
+        .iter()
+        .find_map(|h| h.pool.clone())
+        .or_else(|| conf.pools.keys().next().cloned());
+    if let Some(pool) = pool {
+        let dc = conf.dynamo_config(&pool)?;
+        let d = &mut config.store.dynamo;
+        d.region = dc.region;
+        d.endpoint = dc.endpoint;
+        d.pool_size = dc.pool_size;
+        d.access_key_id = dc.access_key_id;
+        d.secret_access_key = dc.secret_access_key;
+    } else if let Some(region) = conf.region {
+        config.store.dynamo.region = region;
+    }
+    Ok(conf.hooks)
+}
+
+/// The TOML `[[hooks]]` entries as hook specs; unknown names are errors naming the entry.
+pub fn hooks_from_config(entries: &[HookEntry]) -> Result<Vec<HookSpec>, SetupError> {
+    let mut specs = Vec::with_capacity(entries.len());
+    for (index, e) in entries.iter().enumerate() {
+        let err = |message: String| SetupError::Hook { index, message };
+        let event = HookEvent::from_name(&e.event)
+            .ok_or_else(|| err(format!("unknown event {:?}", e.event)))?;
+        let function = HookFunction::from_name(&e.function)
+            .ok_or_else(|| err(format!("unknown function {:?}", e.function)))?;
+        if function.event() != event {
+            return Err(err(format!(
+                "function {} runs on {}, not {}",
+                function.name(),
+                function.event(),
+                event
+            )));
+        }
+        let time_range = match &e.time_range {
+            None => None,
+            Some(t) => {
+                Some(parse_duration(t).ok_or_else(|| err(format!("invalid time_range {t:?}")))?)
+            }
+        };
+        specs.push(HookSpec {
+            event,
+            seq: index as u32 + 1,
+            topic_filter: e.topic.clone(),
+            function,
+            pool: e.pool.clone(),
+            max_returned_count: e.max_returned_count,
+            time_range,
+        });
+    }
+    Ok(specs)
+}
+
+/// Opens the configured store with `hooks` (the tutorial's ten if empty). DynamoDB tables are
+/// checked first: a missing table or a wrong key schema stops the start.
+pub async fn build(config: &Config, hooks: Vec<HookSpec>) -> Result<Hooks, SetupError> {
+    let store = match config.store.kind {
+        StoreKind::None => return Ok(Hooks::none()),
+        StoreKind::Embedded => StoreConfig::Embedded {
+            data_dir: config.data_dir.clone(),
+        },
+        StoreKind::Dynamo => {
+            let dc = dynamo_config(config);
+            let client = dynamq_store::dynamo::connect(&dc).await;
+            let report = dynamq_store::tables::check_tables(&client, &dc.table_prefix)
+                .await
+                .map_err(SetupError::Check)?;
+            if !report.is_ok() {
+                return Err(SetupError::Tables(report.to_string()));
+            }
+            StoreConfig::Dynamo(dc)
+        }
+    };
+    let hooks = if hooks.is_empty() {
+        default_hooks()
+    } else {
+        hooks
+    };
+    let mut bc = BackendConfig::new(store, config.node_name.clone());
+    bc.overflow = match config.store.overflow {
+        Overflow::Wait => OverflowPolicy::Wait,
+        Overflow::Drop => OverflowPolicy::Drop,
+    };
+    bc.map_cap_per_topic = config.store.map_cap_per_topic;
+    let backend = Backend::new(bc, hooks).await?;
+    Ok(Hooks::with_backend(backend, &config.node_name))
+}
