@@ -69,12 +69,15 @@ class Broker:
     """One broker process; `port` is MQTT over TCP, `ws_port` MQTT over WebSocket at /mqtt."""
 
     def __init__(self, data_dir: Path, *, max_keepalive: int | None = None,
-                 max_packet_size: int | None = None, persistence: bool = False):
+                 max_packet_size: int | None = None, persistence: bool = False,
+                 extra_args: tuple[str, ...] = ()):
         self.kind = BROKER
         self.data_dir = data_dir
         self.max_keepalive = max_keepalive
         self.max_packet_size = max_packet_size
         self.persistence = persistence
+        # dynamq only: more `serve` flags (e.g. --backend-conf FILE)
+        self.extra_args = list(extra_args)
         self.port = free_port()
         self.ws_port = free_port()
         self.log_path = data_dir / "broker.stderr"
@@ -115,7 +118,7 @@ class Broker:
             cmd += ["--max-keepalive", str(self.max_keepalive)]
         if self.max_packet_size is not None:
             cmd += ["--max-packet-size", str(self.max_packet_size)]
-        return cmd
+        return cmd + self.extra_args
 
     def start(self) -> None:
         (self.data_dir / "data").mkdir(parents=True, exist_ok=True)
