@@ -217,7 +217,7 @@ write_configs
   echo "memory: $(free -g | awk '/^Mem:/ {print $2 " GiB"}')"
   echo "load before: $(uptime)"
   echo "mosquitto: $("$MOSQUITTO" -h 2>&1 | head -1)"
-  echo "rumqttd: $(ls "$HOME"/.cargo/registry/src/*/ 2>/dev/null | grep -m1 '^rumqttd-' || echo '?')"
+  echo "rumqttd: $("$RUMQTTD" --version 2>/dev/null || echo 'not installed')"
   echo "dynamq: $(git -C "$ROOT" log -1 --format='%h %s' -- src) (binary $(date -r "$DYNAMQ" -u +%FT%TZ))"
   echo "open files: $NOFILE, idle connections: $CONNS"
 } > "$OUT/machine.txt"
