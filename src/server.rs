@@ -72,5 +72,19 @@ pub async fn shutdown(broker: &Arc<Broker>, deadline: Duration) {
             broker.tasks.len()
         );
     }
-    broker.hooks.flush().await;
+    // Writes still queued for the store go out now; with the store unreachable they would
+    // wait forever, so the wait is bounded and what is left is reported.
+    if tokio::time::timeout(STORE_FLUSH_DEADLINE, broker.hooks.flush())
+        .await
+        .is_err()
+    {
+        let pending = broker.hooks.stats().map_or(0, |s| s.writer.pending);
+        tracing::error!(
+            pending,
+            "store writes not durable after {STORE_FLUSH_DEADLINE:?}; exiting without them"
+        );
+    }
 }
+
+/// How long shutdown waits for the store to take the last writes.
+const STORE_FLUSH_DEADLINE: Duration = Duration::from_secs(10);

@@ -8,22 +8,20 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import time
 from pathlib import Path
 
 import pytest
 
-from conftest import REPO, free_port
 from clients import unique_id
+from conftest import REPO
+from dynalite import dynalite  # noqa: F401 (fixture)
 
 pytestmark = pytest.mark.dynamq_only
 
 HERE = Path(__file__).parent
 JS = HERE / "js"
-DYNALITE = REPO / "tests" / "node" / "node_modules" / "dynalite" / "cli.js"
-AWS = REPO / ".venv" / "bin" / "aws"
 TUTORIAL_CONF = REPO / "store" / "tests" / "fixtures" / "emqx_backend_dynamo.conf"
 
 # The tutorial's create-table commands, as written there (endpoint aside).
@@ -55,53 +53,6 @@ SHAPES = {
     "mqtt_topic_msg_map": {"topic": "S", "MsgId": "SS"},
     "mqtt_acked": {"topic": "S", "msgid": "S", "clientid": "S"},
 }
-
-
-@pytest.fixture
-def dynalite(tmp_path):
-    if not DYNALITE.exists():
-        pytest.fail(f"{DYNALITE} missing: run scripts/install-deps.sh")
-    port = free_port()
-    proc = subprocess.Popen(["node", str(DYNALITE), "--host", "127.0.0.1", "--port", str(port),
-                             "--createTableMs", "0", "--path", str(tmp_path / "dynalite")],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 15
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-            break
-        except OSError:
-            if time.monotonic() > deadline or proc.poll() is not None:
-                proc.kill()
-                pytest.fail("dynalite did not start")
-            time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    proc.terminate()
-    try:
-        proc.wait(5)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-
-
-def aws(endpoint: str, *args: str) -> dict:
-    env = dict(os.environ, AWS_ACCESS_KEY_ID="AKIAU5IM2XOC7AQWG7HK",
-               AWS_SECRET_ACCESS_KEY="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",
-               AWS_EC2_METADATA_DISABLED="true", AWS_PAGER="")
-    r = subprocess.run([str(AWS), "dynamodb", *args, "--region", "us-west-2", "--endpoint-url", endpoint],
-                       capture_output=True, text=True, timeout=60, env=env)
-    assert r.returncode == 0, r.stderr
-    return json.loads(r.stdout) if r.stdout.strip() else {}
-
-
-def scan_until(endpoint: str, table: str, pred, timeout: float = 10.0) -> list[dict]:
-    """`aws dynamodb scan` until an item satisfies pred (writes are batched)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        items = aws(endpoint, "scan", "--table-name", table)["Items"]
-        hits = [i for i in items if pred(i)]
-        if hits or time.monotonic() > deadline:
-            return hits
-        time.sleep(0.2)
 
 
 def shape(item: dict) -> dict:
@@ -140,15 +91,15 @@ class Js:
         return r
 
 
-def test_tutorial_end_to_end(start_broker, dynalite, tmp_path):
+def test_tutorial_end_to_end(dynalite, start_broker, tmp_path):
     """Every table holds items of exactly the tutorial's shape after the tutorial's steps."""
     for table, spec in CREATE.items():
-        aws(dynalite, "create-table", "--table-name", table, *spec,
+        dynalite.aws("create-table", "--table-name", table, *spec,
             "--provisioned-throughput", "ReadCapacityUnits=5,WriteCapacityUnits=5")
-        aws(dynalite, "wait", "table-exists", "--table-name", table)
+        dynalite.aws("wait", "table-exists", "--table-name", table)
 
     conf = tmp_path / "emqx_backend_dynamo.conf"
-    conf.write_text(TUTORIAL_CONF.read_text().replace("http://localhost:8000", dynalite))
+    conf.write_text(TUTORIAL_CONF.read_text().replace("http://localhost:8000", dynalite.endpoint))
     broker = start_broker(extra_args=("--backend-conf", str(conf)))
     assert "store hooks active" in broker.log_text()
 
@@ -156,26 +107,26 @@ def test_tutorial_end_to_end(start_broker, dynalite, tmp_path):
     cid = unique_id("mqttjs")
     holder = Js("hold.mjs", url=broker.ws_url, client_id=cid, topic="testtopic", qos=0)
     holder.wait("subscribed")
-    online = scan_until(dynalite, "mqtt_client", lambda i: i["clientid"]["S"] == cid)
+    online = dynalite.scan_until("mqtt_client", lambda i: i["clientid"]["S"] == cid)
     assert [shape(i) for i in online] == [SHAPES["mqtt_client"]]
     assert online[0]["connect_state"] == {"N": "1"} and online[0]["offline_at"] == {"N": "0"}
-    subs = scan_until(dynalite, "mqtt_sub", lambda i: i["clientid"]["S"] == cid)
+    subs = dynalite.scan_until("mqtt_sub", lambda i: i["clientid"]["S"] == cid)
     assert [shape(i) for i in subs] == [SHAPES["mqtt_sub"]]
     assert subs[0]["topic"] == {"S": "testtopic"} and subs[0]["qos"] == {"N": "0"}
 
     # Retained message storage.
     payload = '{ "msg": "Hello, World!" }'
     Js("pub.mjs", url=broker.ws_url, topic="testtopic", message=payload, qos=0, retain=True).wait("result")
-    retained = scan_until(dynalite, "mqtt_retain", lambda i: i["topic"]["S"] == "testtopic")
+    retained = dynalite.scan_until("mqtt_retain", lambda i: i["topic"]["S"] == "testtopic")
     assert [shape(i) for i in retained] == [SHAPES["mqtt_retain"]]
     assert retained[0]["payload"] == {"S": payload} and retained[0]["retain"] == {"N": "1"}
 
     # Published message storage: a QoS 1 message (the QoS 0 subscriber does not ack it).
     Js("pub.mjs", url=broker.ws_url, topic="testtopic", message=payload, qos=1).wait("result")
-    msgs = scan_until(dynalite, "mqtt_msg", lambda i: i["topic"]["S"] == "testtopic")
+    msgs = dynalite.scan_until("mqtt_msg", lambda i: i["topic"]["S"] == "testtopic")
     assert [shape(i) for i in msgs] == [SHAPES["mqtt_msg"]]
     assert msgs[0]["qos"] == {"N": "1"} and msgs[0]["retain"] == {"N": "0"}
-    maps = scan_until(dynalite, "mqtt_topic_msg_map", lambda i: i["topic"]["S"] == "testtopic")
+    maps = dynalite.scan_until("mqtt_topic_msg_map", lambda i: i["topic"]["S"] == "testtopic")
     assert [shape(i) for i in maps] == [SHAPES["mqtt_topic_msg_map"]]
     assert maps[0]["MsgId"]["SS"] == [msgs[0]["msgid"]["S"]]
 
@@ -184,7 +135,7 @@ def test_tutorial_end_to_end(start_broker, dynalite, tmp_path):
     sub = Js("hold.mjs", url=broker.ws_url, client_id=acker, topic="testtopic", qos=1)
     sub.wait("subscribed")
     Js("pub.mjs", url=broker.ws_url, topic="testtopic", message="acked", qos=1).wait("result")
-    acked = scan_until(dynalite, "mqtt_acked", lambda i: i["clientid"]["S"] == acker)
+    acked = dynalite.scan_until("mqtt_acked", lambda i: i["clientid"]["S"] == acker)
     assert [shape(i) for i in acked] == [SHAPES["mqtt_acked"]]
     assert acked[0]["topic"] == {"S": "testtopic"}
     got = sub.quit()["messages"]
@@ -192,7 +143,7 @@ def test_tutorial_end_to_end(start_broker, dynalite, tmp_path):
 
     # Offline: connect_state 0 and an offline time.
     holder.quit()
-    offline = scan_until(dynalite, "mqtt_client",
+    offline = dynalite.scan_until("mqtt_client",
                          lambda i: i["clientid"]["S"] == cid and i["connect_state"] == {"N": "0"})
     assert [shape(i) for i in offline] == [SHAPES["mqtt_client"]]
     assert int(offline[0]["offline_at"]["N"]) >= int(offline[0]["online_at"]["N"]) > 0
