@@ -29,8 +29,8 @@ where
             Packet::PubRec(a) => self.on_pubrec(a),
             Packet::PubRel(a) => self.on_pubrel(a),
             Packet::PubComp(a) => self.on_pubcomp(a).await,
-            Packet::Subscribe(s) => self.on_subscribe(s).await?,
-            Packet::Unsubscribe(u) => self.on_unsubscribe(u).await,
+            Packet::Subscribe(s) => Box::pin(self.on_subscribe(s)).await?,
+            Packet::Unsubscribe(u) => Box::pin(self.on_unsubscribe(u)).await,
             Packet::PingReq => self.send(&Packet::PingResp),
             Packet::Disconnect(d) => return self.on_disconnect(d).map(Some),
             Packet::Connect(_) => {

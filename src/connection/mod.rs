@@ -29,8 +29,10 @@ pub use error::ConnError;
 
 /// Stop filling the write buffer from the queue beyond this many bytes.
 const WRITE_HIGH_WATER: usize = 64 * 1024;
-/// Read buffer growth step.
-const READ_CHUNK: usize = 4096;
+/// Read buffer sizes: reads start small, double while they fill the buffer, and shrink back
+/// when the client goes quiet, so that an idle connection holds little memory.
+const READ_MIN: usize = 512;
+const READ_MAX: usize = 64 * 1024;
 
 /// How the connection loop ended.
 #[derive(Debug)]
@@ -77,6 +79,8 @@ struct Conn<R, W> {
     connect_session_expiry: u32,
     /// Scratch for messages taken from the session queue.
     batch: Vec<crate::message::Delivery>,
+    /// How much room to give the next read (between READ_MIN and READ_MAX).
+    read_hint: usize,
 }
 
 /// Serves one accepted connection until it ends. Never panics on client input; every
@@ -159,7 +163,7 @@ where
         reader,
         writer,
         rbuf,
-        wbuf: BytesMut::with_capacity(256),
+        wbuf: BytesMut::new(),
         decoder,
         keep_alive: accepted.keep_alive,
         carried,
@@ -175,6 +179,7 @@ where
         session_expiry: accepted.session_expiry,
         connect_session_expiry: accepted.session_expiry,
         batch: Vec::new(),
+        read_hint: READ_MIN,
     };
 
     // A session not in memory may be in the store (after a restart, or from another node):
@@ -206,7 +211,9 @@ where
     conn.resend_inflight();
 
     let end = conn.run(&kick).await;
-    conn.finish(end, conn_id, &done).await;
+    // Boxed, like the rarer packet handlers: a connection task is as large as its largest
+    // await point, and idle connections should not pay for the end of the connection.
+    Box::pin(conn.finish(end, conn_id, &done)).await;
 }
 
 /// Reads until the first packet is complete. `Ok(None)`: the peer closed first.
@@ -228,7 +235,7 @@ async fn read_connect<R: AsyncRead + Unpin>(
                 )),
             };
         }
-        rbuf.reserve(READ_CHUNK);
+        rbuf.reserve(READ_MIN);
         match tokio::time::timeout_at(deadline, reader.read_buf(rbuf)).await {
             Err(_) => return Err(ConnError::ConnectTimeout(secs)),
             Ok(Ok(0)) => return Ok(None),
@@ -274,9 +281,7 @@ where
             let can_take = self.can_take_more();
             let session = self.session.clone();
             let want_write = !self.wbuf.is_empty();
-            if self.rbuf.capacity() - self.rbuf.len() < READ_CHUNK / 4 {
-                self.rbuf.reserve(READ_CHUNK);
-            }
+            let spare = self.size_read_buffer();
             tokio::select! {
                 biased;
                 _ = kick.cancelled() => return End::TakenOver,
@@ -293,7 +298,8 @@ where
                 },
                 r = self.reader.read_buf(&mut self.rbuf) => match r {
                     Ok(0) | Err(_) => return End::Closed,
-                    Ok(_) => {
+                    Ok(n) => {
+                        self.adapt_read_hint(n, spare);
                         if self.keep_alive > 0 {
                             deadline = Instant::now() + keep_alive;
                         }
@@ -309,6 +315,27 @@ where
                     return End::Error(ConnError::KeepAliveTimeout(self.keep_alive));
                 }
             }
+        }
+    }
+
+    /// Gives the read buffer room for the next read; returns the room. An empty buffer much
+    /// larger than needed is let go.
+    fn size_read_buffer(&mut self) -> usize {
+        if self.rbuf.is_empty() && self.rbuf.capacity() > 4 * self.read_hint {
+            self.rbuf = BytesMut::new();
+        }
+        if self.rbuf.capacity() - self.rbuf.len() < self.read_hint / 4 {
+            self.rbuf.reserve(self.read_hint);
+        }
+        self.rbuf.capacity() - self.rbuf.len()
+    }
+
+    /// A read that filled the room asks for more next time; a small one for less.
+    fn adapt_read_hint(&mut self, n: usize, room: usize) {
+        if n >= room {
+            self.read_hint = (self.read_hint * 2).min(READ_MAX);
+        } else if n < self.read_hint / 8 {
+            self.read_hint = (self.read_hint / 2).max(READ_MIN);
         }
     }
 

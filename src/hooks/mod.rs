@@ -4,6 +4,9 @@
 //! With no store (`store.kind = "none"`) every hook is a no-op and the broker is a plain
 //! in-memory broker. A store error never reaches the client: it is logged with its cause and
 //! counted (`store_errors`), and MQTT traffic goes on.
+//!
+//! Each store call is boxed: the store's futures are large (the AWS SDK's especially), and
+//! inlined they would make every connection task that large, idle or not.
 
 pub mod setup;
 
@@ -85,9 +88,7 @@ impl Hooks {
     /// client.connected
     pub async fn client_connected(&self, client: &ClientId) {
         let Some(b) = &self.backend else { return };
-        if let Err(e) = b
-            .client_connected(client.as_str(), &self.node, now_secs())
-            .await
+        if let Err(e) = Box::pin(b.client_connected(client.as_str(), &self.node, now_secs())).await
         {
             self.failed("client.connected", client.as_str(), &e);
         }
@@ -96,7 +97,7 @@ impl Hooks {
     /// client.disconnected
     pub async fn client_disconnected(&self, client: &ClientId) {
         let Some(b) = &self.backend else { return };
-        if let Err(e) = b.client_disconnected(client.as_str(), now_secs()).await {
+        if let Err(e) = Box::pin(b.client_disconnected(client.as_str(), now_secs())).await {
             self.failed("client.disconnected", client.as_str(), &e);
         }
     }
@@ -106,7 +107,7 @@ impl Hooks {
         let Some(b) = &self.backend else {
             return Vec::new();
         };
-        match b.session_created(client.as_str()).await {
+        match Box::pin(b.session_created(client.as_str())).await {
             Ok(subs) => subs
                 .into_iter()
                 .filter_map(|(filter, qos)| QoS::from_u8(qos).map(|q| (filter, q)))
@@ -130,10 +131,7 @@ impl Hooks {
         let Some(b) = &self.backend else {
             return Vec::new();
         };
-        match b
-            .subscribed(client.as_str(), filter, qos as u8, is_new)
-            .await
-        {
+        match Box::pin(b.subscribed(client.as_str(), filter, qos as u8, is_new)).await {
             Ok(ds) => ds
                 .into_iter()
                 .map(|d| StoredDelivery {
@@ -151,7 +149,7 @@ impl Hooks {
     /// session.unsubscribed
     pub async fn session_unsubscribed(&self, client: &ClientId, filter: &str) {
         let Some(b) = &self.backend else { return };
-        if let Err(e) = b.unsubscribed(client.as_str(), filter).await {
+        if let Err(e) = Box::pin(b.unsubscribed(client.as_str(), filter)).await {
             self.failed("session.unsubscribed", client.as_str(), &e);
         }
     }
@@ -166,7 +164,7 @@ impl Hooks {
             retain: msg.retain,
             payload: &msg.payload,
         };
-        match b.message_published(published).await {
+        match Box::pin(b.message_published(published)).await {
             Ok(id) => {
                 let _ = msg.msgid.set(id);
             }
@@ -178,7 +176,7 @@ impl Hooks {
     pub async fn message_acked(&self, client: &ClientId, msg: &Arc<Message>) {
         let Some(b) = &self.backend else { return };
         let Some(id) = msg.msgid.get() else { return };
-        if let Err(e) = b.message_acked(client.as_str(), msg.topic_str(), *id).await {
+        if let Err(e) = Box::pin(b.message_acked(client.as_str(), msg.topic_str(), *id)).await {
             self.failed("message.acked", client.as_str(), &e);
         }
     }
