@@ -450,15 +450,18 @@ impl Backend {
                 evicted
             };
             if !evicted.is_empty() {
-                self.counters
-                    .evicted
-                    .fetch_add(evicted.len() as u64, Ordering::Relaxed);
-                tracing::warn!(
-                    topic = msg.topic,
-                    count = evicted.len(),
-                    cap = self.map_cap,
-                    "stored messages over the per-topic cap: oldest evicted"
-                );
+                let n = evicted.len() as u64;
+                let before = self.counters.evicted.fetch_add(n, Ordering::Relaxed);
+                // Logged at the first eviction and then once per 10,000: under a steady
+                // overload every publish evicts, and a line each would flood the log.
+                if before == 0 || before / 10_000 != (before + n) / 10_000 {
+                    tracing::warn!(
+                        topic = msg.topic,
+                        cap = self.map_cap,
+                        evicted_total = before + n,
+                        "stored messages over the per-topic cap: oldest evicted"
+                    );
+                }
                 self.remove_stored(msg.topic, evicted).await?;
             }
         }
