@@ -291,7 +291,15 @@ async fn wait_for_signal() {
     }
 }
 
-fn main() -> Result<()> {
+/// Errors are printed as one line with their causes (`error: a: b: c`), exit code 1.
+fn main() {
+    if let Err(e) = run() {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn run() -> Result<()> {
     let cli = Cli::parse();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

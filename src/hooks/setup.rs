@@ -14,14 +14,14 @@ use crate::config::{Config, HookEntry, Overflow, StoreKind};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SetupError {
-    #[error("{0}")]
+    #[error(transparent)]
     BackendConf(#[from] dynamq_store::backend_conf::ConfError),
     #[error("hooks[{index}]: {message}")]
     Hook { index: usize, message: String },
-    #[error("cannot open the store: {0}")]
+    #[error("cannot open the store")]
     Backend(#[from] dynamq_store::actions::BackendError),
-    #[error("cannot check the DynamoDB tables: {0}")]
-    Check(dynamq_store::error::StoreError),
+    #[error("cannot check the DynamoDB tables")]
+    Check(#[source] dynamq_store::error::StoreError),
     #[error("the DynamoDB tables are not as dynamq needs them (run `dynamq tables create`):\n{0}")]
     Tables(String),
 }
