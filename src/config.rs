@@ -23,6 +23,18 @@ pub struct Config {
     pub store: StoreSection,
     /// Hook bindings (event -> action). Empty: the tutorial's ten.
     pub hooks: Vec<HookEntry>,
+    /// Certificate and key for the `tls` and `wss` listeners.
+    pub tls: TlsFiles,
+}
+
+/// PEM files for TLS listeners.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TlsFiles {
+    /// The server certificate chain, leaf first.
+    pub cert_file: Option<PathBuf>,
+    /// Its private key (PKCS#8, PKCS#1 or SEC1).
+    pub key_file: Option<PathBuf>,
 }
 
 /// Which store keeps the broker's state.
@@ -137,6 +149,10 @@ pub struct Listeners {
     pub ws: Vec<SocketAddr>,
     /// The HTTP path of the WebSocket endpoint.
     pub ws_path: String,
+    /// MQTT over TLS (needs `[tls]`).
+    pub tls: Vec<SocketAddr>,
+    /// MQTT over WebSocket over TLS, at `ws_path` (needs `[tls]`).
+    pub wss: Vec<SocketAddr>,
 }
 
 /// Protocol limits. Zero means "no limit" where the comment says so.
@@ -174,6 +190,7 @@ impl Default for Config {
             mqtt: MqttLimits::default(),
             store: StoreSection::default(),
             hooks: Vec::new(),
+            tls: TlsFiles::default(),
         }
     }
 }
@@ -184,6 +201,8 @@ impl Default for Listeners {
             tcp: vec![SocketAddr::from(([0, 0, 0, 0], 1883))],
             ws: vec![SocketAddr::from(([0, 0, 0, 0], 8083))],
             ws_path: "/mqtt".into(),
+            tls: Vec::new(),
+            wss: Vec::new(),
         }
     }
 }
@@ -269,8 +288,16 @@ impl Config {
                 "listeners.ws_path must start with '/'".into(),
             ));
         }
-        if self.listeners.tcp.is_empty() && self.listeners.ws.is_empty() {
+        let l = &self.listeners;
+        if l.tcp.is_empty() && l.ws.is_empty() && l.tls.is_empty() && l.wss.is_empty() {
             return Err(ConfigError::Invalid("no listener configured".into()));
+        }
+        if (!l.tls.is_empty() || !l.wss.is_empty())
+            && (self.tls.cert_file.is_none() || self.tls.key_file.is_none())
+        {
+            return Err(ConfigError::Invalid(
+                "TLS listeners need tls.cert_file and tls.key_file (--tls-cert, --tls-key)".into(),
+            ));
         }
         Ok(())
     }

@@ -79,6 +79,18 @@ struct ServeArgs {
     /// MQTT over WebSocket listen address (path /mqtt); repeatable; `none` disables it.
     #[arg(long, value_name = "ADDR")]
     ws: Vec<String>,
+    /// MQTT over TLS listen address; repeatable; needs --tls-cert and --tls-key.
+    #[arg(long, value_name = "ADDR")]
+    tls: Vec<String>,
+    /// MQTT over WebSocket over TLS (path /mqtt); repeatable; needs --tls-cert and --tls-key.
+    #[arg(long, value_name = "ADDR")]
+    wss: Vec<String>,
+    /// PEM certificate chain for the TLS listeners.
+    #[arg(long, value_name = "FILE")]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key for the TLS listeners.
+    #[arg(long, value_name = "FILE")]
+    tls_key: Option<PathBuf>,
     /// Directory of the embedded store.
     #[arg(long)]
     data_dir: Option<PathBuf>,
@@ -134,6 +146,18 @@ fn load_config(args: &ServeArgs) -> Result<(Config, Vec<HookSpec>)> {
     }
     if let Some(ws) = parse_listeners(&args.ws, "ws")? {
         config.listeners.ws = ws;
+    }
+    if let Some(tls) = parse_listeners(&args.tls, "tls")? {
+        config.listeners.tls = tls;
+    }
+    if let Some(wss) = parse_listeners(&args.wss, "wss")? {
+        config.listeners.wss = wss;
+    }
+    if let Some(c) = &args.tls_cert {
+        config.tls.cert_file = Some(c.clone());
+    }
+    if let Some(k) = &args.tls_key {
+        config.tls.key_file = Some(k.clone());
     }
     if let Some(d) = &args.data_dir {
         config.data_dir = d.clone();

@@ -10,40 +10,95 @@ use tokio::net::TcpStream;
 
 use crate::broker::Broker;
 use crate::connection;
+use crate::transport::tls::{self, TlsError};
 use crate::transport::{tcp, ws};
+use tokio_rustls::TlsAcceptor;
 
 /// The addresses actually bound (useful with port 0).
 #[derive(Debug, Clone, Default)]
 pub struct Bound {
     pub tcp: Vec<SocketAddr>,
     pub ws: Vec<SocketAddr>,
+    pub tls: Vec<SocketAddr>,
+    pub wss: Vec<SocketAddr>,
 }
 
-/// Binds every configured listener and starts accepting. Returns once all are bound.
-pub async fn start(broker: &Arc<Broker>) -> std::io::Result<Bound> {
-    let mut bound = Bound::default();
-    for addr in &broker.config.listeners.tcp {
-        let l = tcp::bind(*addr).await?;
-        let local = l.local_addr()?;
-        tracing::info!("MQTT over TCP on {local}");
-        bound.tcp.push(local);
-        broker
-            .tasks
-            .spawn(tcp::accept_loop(broker.clone(), l, serve_tcp));
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+}
+
+/// Binds every configured listener, then starts accepting on all of them: a listener that
+/// cannot bind stops the start before any client is accepted.
+pub async fn start(broker: &Arc<Broker>) -> Result<Bound, StartError> {
+    let l = &broker.config.listeners;
+    let acceptor = match (&broker.config.tls.cert_file, &broker.config.tls.key_file) {
+        (Some(cert), Some(key)) if !l.tls.is_empty() || !l.wss.is_empty() => {
+            Some(tls::acceptor(cert, key)?)
+        }
+        _ => None,
+    };
+    let mut listeners = Vec::new();
+    for (addrs, kind) in [
+        (&l.tcp, Kind::Tcp),
+        (&l.ws, Kind::Ws),
+        (&l.tls, Kind::Tls),
+        (&l.wss, Kind::Wss),
+    ] {
+        for addr in addrs {
+            listeners.push((tcp::bind(*addr).await?, kind));
+        }
     }
-    for addr in &broker.config.listeners.ws {
-        let l = tcp::bind(*addr).await?;
-        let local = l.local_addr()?;
-        tracing::info!(
-            "MQTT over WebSocket on ws://{local}{}",
-            broker.config.listeners.ws_path
-        );
-        bound.ws.push(local);
-        broker
-            .tasks
-            .spawn(tcp::accept_loop(broker.clone(), l, serve_ws));
+    let mut bound = Bound::default();
+    let path = &l.ws_path;
+    for (listener, kind) in listeners {
+        let local = listener.local_addr()?;
+        let b = broker.clone();
+        match (kind, acceptor.clone()) {
+            (Kind::Tcp, _) => {
+                tracing::info!("MQTT over TCP on {local}");
+                bound.tcp.push(local);
+                broker.tasks.spawn(tcp::accept_loop(b, listener, serve_tcp));
+            }
+            (Kind::Ws, _) => {
+                tracing::info!("MQTT over WebSocket on ws://{local}{path}");
+                bound.ws.push(local);
+                broker.tasks.spawn(tcp::accept_loop(b, listener, serve_ws));
+            }
+            (Kind::Tls, Some(acc)) => {
+                tracing::info!("MQTT over TLS on {local}");
+                bound.tls.push(local);
+                broker
+                    .tasks
+                    .spawn(tcp::accept_loop(b, listener, move |b, s, p| {
+                        serve_tls(b, s, p, acc.clone())
+                    }));
+            }
+            (Kind::Wss, Some(acc)) => {
+                tracing::info!("MQTT over WebSocket over TLS on wss://{local}{path}");
+                bound.wss.push(local);
+                broker
+                    .tasks
+                    .spawn(tcp::accept_loop(b, listener, move |b, s, p| {
+                        serve_wss(b, s, p, acc.clone())
+                    }));
+            }
+            // validate() requires the files for these listeners, so the acceptor exists.
+            (Kind::Tls | Kind::Wss, None) => {}
+        }
     }
     Ok(bound)
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Kind {
+    Tcp,
+    Ws,
+    Tls,
+    Wss,
 }
 
 async fn serve_tcp(broker: Arc<Broker>, stream: TcpStream, peer: SocketAddr) {
@@ -54,6 +109,28 @@ async fn serve_ws(broker: Arc<Broker>, stream: TcpStream, peer: SocketAddr) {
     let path = broker.config.listeners.ws_path.clone();
     match ws::accept(stream, &path, broker.config.mqtt.max_packet_size).await {
         Ok(ws) => connection::serve(broker, ws, format!("ws://{peer}")).await,
+        Err(e) => tracing::info!(peer = %peer, "WebSocket handshake failed: {e}"),
+    }
+}
+
+async fn serve_tls(broker: Arc<Broker>, stream: TcpStream, peer: SocketAddr, acc: TlsAcceptor) {
+    match tls::accept(&acc, stream).await {
+        Ok(tls) => connection::serve(broker, tls, format!("tls://{peer}")).await,
+        Err(e) => tracing::info!(peer = %peer, "TLS handshake failed: {e}"),
+    }
+}
+
+async fn serve_wss(broker: Arc<Broker>, stream: TcpStream, peer: SocketAddr, acc: TlsAcceptor) {
+    let tls = match tls::accept(&acc, stream).await {
+        Ok(tls) => tls,
+        Err(e) => {
+            tracing::info!(peer = %peer, "TLS handshake failed: {e}");
+            return;
+        }
+    };
+    let path = broker.config.listeners.ws_path.clone();
+    match ws::accept(tls, &path, broker.config.mqtt.max_packet_size).await {
+        Ok(ws) => connection::serve(broker, ws, format!("wss://{peer}")).await,
         Err(e) => tracing::info!(peer = %peer, "WebSocket handshake failed: {e}"),
     }
 }

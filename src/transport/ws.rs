@@ -9,7 +9,6 @@ use std::time::Duration;
 use bytes::{Buf, Bytes};
 use futures_util::{Sink, Stream};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::TcpStream;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
@@ -22,11 +21,14 @@ const SUBPROTOCOLS: [&str; 2] = ["mqtt", "mqttv3.1"];
 /// Performs the WebSocket handshake. Rejects other paths with 404.
 // The handshake callback's error type is tungstenite's HTTP response, large by its design.
 #[allow(clippy::result_large_err)]
-pub async fn accept(
-    stream: TcpStream,
+pub async fn accept<S>(
+    stream: S,
     path: &str,
     max_packet_size: u32,
-) -> Result<WsStream, tokio_tungstenite::tungstenite::Error> {
+) -> Result<WsStream<S>, tokio_tungstenite::tungstenite::Error>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
     let callback = |req: &Request, mut resp: Response| -> Result<Response, ErrorResponse> {
         if req.uri().path() != path {
             let mut err =
@@ -68,8 +70,8 @@ pub async fn accept(
 }
 
 /// A WebSocket as a byte stream: reads concatenate binary frames; each write is one frame.
-pub struct WsStream {
-    inner: WebSocketStream<TcpStream>,
+pub struct WsStream<S> {
+    inner: WebSocketStream<S>,
     /// The unread rest of the last binary frame.
     pending: Bytes,
 }
@@ -83,7 +85,7 @@ fn to_io(e: tokio_tungstenite::tungstenite::Error) -> io::Error {
     }
 }
 
-impl AsyncRead for WsStream {
+impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for WsStream<S> {
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -115,7 +117,7 @@ impl AsyncRead for WsStream {
     }
 }
 
-impl AsyncWrite for WsStream {
+impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for WsStream<S> {
     fn poll_write(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
