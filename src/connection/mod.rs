@@ -389,33 +389,22 @@ where
             st.carried = carried;
             st.expiry_interval = expiry;
         });
+        // The will too, while the session is still ours: published now, or (v5 Will Delay)
+        // left pending in the session, where a reconnect that claims the session after the
+        // release below finds it and cancels it [MQTT-3.1.3-9].
+        if let Some(w) = if publish_will { self.will.take() } else { None } {
+            self.publish_will(w, expiry).await;
+        }
         let detached = self.session.release(conn_id);
         self.broker.hooks.client_disconnected(&self.client_id).await;
-
-        let will = if publish_will { self.will.take() } else { None };
         match detached {
-            Some(detaches) => {
-                // Still ours: the session ends now or when its expiry interval runs out.
-                if expiry == 0 {
-                    if let Some(w) = will {
-                        self.publish_will(w, 0).await;
-                    }
-                    self.broker.end_session(&self.session).await;
-                } else {
-                    if let Some(w) = will {
-                        self.publish_will(w, expiry).await;
-                    }
-                    self.broker
-                        .schedule_expiry(self.session.clone(), detaches, expiry);
-                }
-            }
-            None => {
-                // Taken over: the new connection owns the session now. A will with a delay
-                // waits in the session, where the new connection cancels it [MQTT-3.1.3-9].
-                if let Some(w) = will {
-                    self.publish_will(w, expiry).await;
-                }
-            }
+            // Still ours: the session ends now or when its expiry interval runs out.
+            Some(_) if expiry == 0 => self.broker.end_session(&self.session).await,
+            Some(detaches) => self
+                .broker
+                .schedule_expiry(self.session.clone(), detaches, expiry),
+            // Taken over: the new connection owns the session now.
+            None => {}
         }
         done.cancel();
         tracing::debug!(client = %self.client_id, ?end, "disconnected");

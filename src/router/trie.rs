@@ -3,6 +3,8 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+
+use foldhash::fast::RandomState;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use dynamq_codec::SubscriptionOptions;
@@ -26,7 +28,7 @@ struct SharedGroup {
 
 #[derive(Debug, Default)]
 struct Node {
-    children: HashMap<Box<str>, Node>,
+    children: HashMap<Box<str>, Node, RandomState>,
     subs: Vec<Entry>,
     shared: Vec<SharedGroup>,
 }
@@ -41,11 +43,15 @@ impl Node {
 pub struct Trie {
     root: Node,
     filters: usize,
+    /// Shared groups in the trie; the walk for shared subscriptions is skipped at 0.
+    shared_groups: usize,
 }
 
 impl Trie {
-    fn node_mut(&mut self, filter: &str) -> &mut Node {
-        let mut node = &mut self.root;
+    /// The node of `filter`, created if missing. (Borrows only the root, so that the
+    /// counters can be updated while the node is held.)
+    fn node_mut<'a>(root: &'a mut Node, filter: &str) -> &'a mut Node {
+        let mut node = root;
         for level in filter.split('/') {
             node = node.children.entry(Box::from(level)).or_default();
         }
@@ -54,7 +60,7 @@ impl Trie {
 
     /// Inserts or replaces; true if the session was already subscribed to this filter.
     pub fn insert(&mut self, filter: &str, entry: Entry) -> bool {
-        let node = self.node_mut(filter);
+        let node = Trie::node_mut(&mut self.root, filter);
         let was_empty = node.subs.is_empty() && node.shared.is_empty();
         let existed = match node
             .subs
@@ -77,11 +83,12 @@ impl Trie {
     }
 
     pub fn insert_shared(&mut self, filter: &str, group: &str, entry: Entry) -> bool {
-        let node = self.node_mut(filter);
+        let node = Trie::node_mut(&mut self.root, filter);
         let was_empty = node.subs.is_empty() && node.shared.is_empty();
         let g = match node.shared.iter_mut().position(|g| &*g.name == group) {
             Some(i) => &mut node.shared[i],
             None => {
+                self.shared_groups += 1;
                 node.shared.push(SharedGroup {
                     name: Box::from(group),
                     members: Vec::new(),
@@ -153,7 +160,8 @@ impl Trie {
     }
 
     pub fn remove_shared(&mut self, filter: &str, group: &str, session: &Arc<Session>) -> bool {
-        self.remove_with(filter, |node| {
+        let mut groups_removed = 0;
+        let removed = self.remove_with(filter, |node| {
             let Some(i) = node.shared.iter().position(|g| &*g.name == group) else {
                 return false;
             };
@@ -163,9 +171,12 @@ impl Trie {
             let removed = g.members.len() != before;
             if g.members.is_empty() {
                 node.shared.remove(i);
+                groups_removed += 1;
             }
             removed
-        })
+        });
+        self.shared_groups -= groups_removed;
+        removed
     }
 
     /// Pushes every non-shared subscription matching `topic` into `out`.
@@ -176,6 +187,9 @@ impl Trie {
     /// Calls `f` with one member of every shared group matching `topic`, chosen round-robin
     /// among the online members (any member if none is online).
     pub fn shared_matches(&self, topic: &str, mut f: impl FnMut(&Entry)) {
+        if self.shared_groups == 0 {
+            return;
+        }
         self.walk(topic, &mut |node| {
             for g in &node.shared {
                 let n = g.members.len();
@@ -196,29 +210,33 @@ impl Trie {
     /// matched by a wildcard in the first level [MQTT-4.7.2-1]; `a/#` matches `a`
     /// [MQTT-4.7.1-2].
     fn walk<'a>(&'a self, topic: &str, visit: &mut impl FnMut(&'a Node)) {
-        fn go<'a>(node: &'a Node, levels: &[&str], first: bool, visit: &mut impl FnMut(&'a Node)) {
-            let Some((level, rest)) = levels.split_first() else {
+        fn go<'a>(
+            node: &'a Node,
+            mut levels: std::str::Split<'_, char>,
+            first: bool,
+            visit: &mut impl FnMut(&'a Node),
+        ) {
+            let Some(level) = levels.next() else {
                 visit(node);
                 if let Some(hash) = node.children.get("#") {
                     visit(hash);
                 }
                 return;
             };
-            if let Some(child) = node.children.get(*level) {
-                go(child, rest, false, visit);
+            if let Some(child) = node.children.get(level) {
+                go(child, levels.clone(), false, visit);
             }
             if first && level.starts_with('$') {
                 return;
             }
             if let Some(plus) = node.children.get("+") {
-                go(plus, rest, false, visit);
+                go(plus, levels, false, visit);
             }
             if let Some(hash) = node.children.get("#") {
                 visit(hash);
             }
         }
-        let levels: Vec<&str> = topic.split('/').collect();
-        go(&self.root, &levels, true, visit);
+        go(&self.root, topic.split('/'), true, visit);
     }
 
     pub fn filter_count(&self) -> usize {

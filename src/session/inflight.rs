@@ -3,6 +3,8 @@
 
 use std::collections::{HashSet, VecDeque};
 
+use foldhash::fast::RandomState;
+
 use crate::message::Delivery;
 
 /// Where an outgoing QoS 1/2 delivery stands.
@@ -27,7 +29,7 @@ pub struct OutEntry {
 #[derive(Debug, Default)]
 pub struct Inflight {
     entries: VecDeque<OutEntry>,
-    in_use: HashSet<u16>,
+    in_use: HashSet<u16, RandomState>,
     next_id: u16,
 }
 

@@ -138,19 +138,24 @@ impl Session {
         if d.qos == QoS::AtMostOnce && !self.is_online() {
             return EnqueueResult::Offline;
         }
-        let result = {
+        let (result, wake) = {
             let mut st = self.state.lock();
-            if st.queue.len() >= max {
+            let wake = st.queue.is_empty();
+            let result = if st.queue.len() >= max {
                 let first = !st.overflowing;
                 st.overflowing = true;
                 EnqueueResult::QueueFull { first }
             } else {
                 st.queue.push_back(d);
                 EnqueueResult::Queued
-            }
+            };
+            (result, wake)
         };
         match result {
-            EnqueueResult::Queued => self.notify.notify_one(),
+            // The owner takes from the queue whenever it wakes for any reason, so it only
+            // needs waking when the queue was empty (it may be waiting on nothing else).
+            EnqueueResult::Queued if wake => self.notify.notify_one(),
+            EnqueueResult::Queued => {}
             EnqueueResult::QueueFull { .. } => {
                 self.dropped.fetch_add(1, Ordering::Relaxed);
             }
