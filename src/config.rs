@@ -6,6 +6,7 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
+use dynamq_store::dynamo::DynamoConfig;
 use serde::Deserialize;
 
 /// The whole configuration. Defaults are what `dynamq serve` with no file runs with.
@@ -66,7 +67,8 @@ pub struct StoreSection {
     pub overflow: Overflow,
     /// Most message ids kept in one mqtt_topic_msg_map item (keeps it under 400 KB).
     pub map_cap_per_topic: usize,
-    pub dynamo: DynamoSection,
+    /// How to reach DynamoDB; credentials never appear in logs (`Debug` redacts them).
+    pub dynamo: DynamoConfig,
 }
 
 impl Default for StoreSection {
@@ -75,52 +77,8 @@ impl Default for StoreSection {
             kind: StoreKind::Embedded,
             overflow: Overflow::Wait,
             map_cap_per_topic: 5_000,
-            dynamo: DynamoSection::default(),
+            dynamo: DynamoConfig::default(),
         }
-    }
-}
-
-/// How to reach DynamoDB. Credentials never appear in logs (`Debug` redacts them).
-#[derive(Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct DynamoSection {
-    pub region: String,
-    /// e.g. `http://127.0.0.1:8000` for a local server; unset for AWS.
-    pub endpoint: Option<String>,
-    /// Concurrent write requests.
-    pub pool_size: usize,
-    /// Static credentials; unset: the standard AWS chain (environment, profile, web
-    /// identity, IMDS).
-    pub access_key_id: Option<String>,
-    pub secret_access_key: Option<String>,
-    /// Prepended to the six table names.
-    pub table_prefix: String,
-}
-
-impl Default for DynamoSection {
-    fn default() -> Self {
-        DynamoSection {
-            region: "us-west-2".into(),
-            endpoint: None,
-            pool_size: 8,
-            access_key_id: None,
-            secret_access_key: None,
-            table_prefix: String::new(),
-        }
-    }
-}
-
-impl std::fmt::Debug for DynamoSection {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let redact = |v: &Option<String>| v.as_ref().map(|_| "<redacted>");
-        f.debug_struct("DynamoSection")
-            .field("region", &self.region)
-            .field("endpoint", &self.endpoint)
-            .field("pool_size", &self.pool_size)
-            .field("access_key_id", &redact(&self.access_key_id))
-            .field("secret_access_key", &redact(&self.secret_access_key))
-            .field("table_prefix", &self.table_prefix)
-            .finish()
     }
 }
 

@@ -262,7 +262,7 @@ async fn tables(cmd: TablesCommand) -> Result<()> {
                 other => bail!("--billing {other}: expected pay-per-request or provisioned"),
             };
             let config = tables_config(&target)?;
-            let dc = setup::dynamo_config(&config);
+            let dc = config.store.dynamo.clone();
             let client = dynamq_store::dynamo::connect(&dc).await;
             let done =
                 dynamq_store::tables::create_tables(&client, &dc.table_prefix, billing).await?;
@@ -279,7 +279,7 @@ async fn tables(cmd: TablesCommand) -> Result<()> {
         }
         TablesCommand::Check { target } => {
             let config = tables_config(&target)?;
-            let dc = setup::dynamo_config(&config);
+            let dc = config.store.dynamo.clone();
             let client = dynamq_store::dynamo::connect(&dc).await;
             let report = dynamq_store::tables::check_tables(&client, &dc.table_prefix).await?;
             print!("{report}");

@@ -14,6 +14,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use super::{Conn, ConnError, End};
 use crate::message::{Delivery, Message};
 use crate::session::Subscription;
+use crate::session::inflight::OutState;
 
 type Handled = Result<Option<End>, ConnError>;
 
@@ -25,10 +26,10 @@ where
     pub(super) async fn handle(&mut self, packet: Packet) -> Handled {
         match packet {
             Packet::Publish(p) => self.on_publish(p).await?,
-            Packet::PubAck(a) => self.on_puback(a).await,
+            Packet::PubAck(a) => self.on_delivery_acked(a, OutState::AwaitPubAck).await,
             Packet::PubRec(a) => self.on_pubrec(a),
             Packet::PubRel(a) => self.on_pubrel(a),
-            Packet::PubComp(a) => self.on_pubcomp(a).await,
+            Packet::PubComp(a) => self.on_delivery_acked(a, OutState::AwaitPubComp).await,
             Packet::Subscribe(s) => Box::pin(self.on_subscribe(s)).await?,
             Packet::Unsubscribe(u) => Box::pin(self.on_unsubscribe(u)).await,
             Packet::PingReq => self.send(&Packet::PingResp),

@@ -150,13 +150,10 @@ where
         }
     }
 
-    /// PUBACK from the client: a QoS 1 delivery is done.
-    pub(super) async fn on_puback(&mut self, ack: PubResp) {
-        match self
-            .carried
-            .inflight
-            .complete(ack.packet_id, OutState::AwaitPubAck)
-        {
+    /// PUBACK (QoS 1, `AwaitPubAck`) or PUBCOMP (QoS 2, `AwaitPubComp`) from the client:
+    /// the delivery is done (message.acked).
+    pub(super) async fn on_delivery_acked(&mut self, ack: PubResp, expected: OutState) {
+        match self.carried.inflight.complete(ack.packet_id, expected) {
             Some(e) => {
                 self.broker
                     .hooks
@@ -164,7 +161,7 @@ where
                     .await
             }
             None => {
-                tracing::debug!(client = %self.client_id, packet_id = ack.packet_id, "PUBACK for no message in flight")
+                tracing::debug!(client = %self.client_id, packet_id = ack.packet_id, ?expected, "acknowledgement for no message in flight")
             }
         }
     }
@@ -183,24 +180,5 @@ where
             rel.reason_code = ReasonCode::PacketIdentifierNotFound;
         }
         self.send(&Packet::PubRel(rel));
-    }
-
-    /// PUBCOMP from the client: a QoS 2 delivery is done.
-    pub(super) async fn on_pubcomp(&mut self, ack: PubResp) {
-        match self
-            .carried
-            .inflight
-            .complete(ack.packet_id, OutState::AwaitPubComp)
-        {
-            Some(e) => {
-                self.broker
-                    .hooks
-                    .message_acked(&self.client_id, &e.delivery.msg)
-                    .await
-            }
-            None => {
-                tracing::debug!(client = %self.client_id, packet_id = ack.packet_id, "PUBCOMP for no message in flight")
-            }
-        }
     }
 }

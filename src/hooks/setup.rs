@@ -26,19 +26,6 @@ pub enum SetupError {
     Tables(String),
 }
 
-/// The `[store.dynamo]` section as the store crate takes it.
-pub fn dynamo_config(config: &Config) -> DynamoConfig {
-    let d = &config.store.dynamo;
-    DynamoConfig {
-        region: d.region.clone(),
-        endpoint: d.endpoint.clone(),
-        pool_size: d.pool_size.max(1),
-        access_key_id: d.access_key_id.clone(),
-        secret_access_key: d.secret_access_key.clone(),
-        table_prefix: d.table_prefix.clone(),
-    }
-}
-
 /// Applies a tutorial-format backend file: it names DynamoDB, its pool's server, keys and
 /// pool size, and its hooks.
 pub fn apply_backend_conf(config: &mut Config, path: &Path) -> Result<Vec<HookSpec>, SetupError> {
@@ -50,13 +37,11 @@ pub fn apply_backend_conf(config: &mut Config, path: &Path) -> Result<Vec<HookSp
         .find_map(|h| h.pool.clone())
         .or_else(|| conf.pools.keys().next().cloned());
     if let Some(pool) = pool {
-        let dc = conf.dynamo_config(&pool)?;
-        let d = &mut config.store.dynamo;
-        d.region = dc.region;
-        d.endpoint = dc.endpoint;
-        d.pool_size = dc.pool_size;
-        d.access_key_id = dc.access_key_id;
-        d.secret_access_key = dc.secret_access_key;
+        let prefix = std::mem::take(&mut config.store.dynamo.table_prefix);
+        config.store.dynamo = DynamoConfig {
+            table_prefix: prefix,
+            ..conf.dynamo_config(&pool)?
+        };
     } else if let Some(region) = conf.region {
         config.store.dynamo.region = region;
     }
@@ -108,7 +93,7 @@ pub async fn build(config: &Config, hooks: Vec<HookSpec>) -> Result<Hooks, Setup
             data_dir: config.data_dir.clone(),
         },
         StoreKind::Dynamo => {
-            let dc = dynamo_config(config);
+            let dc = config.store.dynamo.clone();
             let client = dynamq_store::dynamo::connect(&dc).await;
             let report = dynamq_store::tables::check_tables(&client, &dc.table_prefix)
                 .await

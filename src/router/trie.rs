@@ -39,6 +39,23 @@ impl Node {
     }
 }
 
+/// Replaces the entry of the same session, or adds it; true if it replaced one.
+fn upsert(entries: &mut Vec<Entry>, entry: Entry) -> bool {
+    match entries
+        .iter_mut()
+        .find(|e| Arc::ptr_eq(&e.session, &entry.session))
+    {
+        Some(e) => {
+            *e = entry;
+            true
+        }
+        None => {
+            entries.push(entry);
+            false
+        }
+    }
+}
+
 #[derive(Debug, Default)]
 pub struct Trie {
     root: Node,
@@ -62,20 +79,7 @@ impl Trie {
     pub fn insert(&mut self, filter: &str, entry: Entry) -> bool {
         let node = Trie::node_mut(&mut self.root, filter);
         let was_empty = node.subs.is_empty() && node.shared.is_empty();
-        let existed = match node
-            .subs
-            .iter_mut()
-            .find(|e| Arc::ptr_eq(&e.session, &entry.session))
-        {
-            Some(e) => {
-                *e = entry;
-                true
-            }
-            None => {
-                node.subs.push(entry);
-                false
-            }
-        };
+        let existed = upsert(&mut node.subs, entry);
         if was_empty {
             self.filters += 1;
         }
@@ -98,20 +102,7 @@ impl Trie {
                 &mut node.shared[last]
             }
         };
-        let existed = match g
-            .members
-            .iter_mut()
-            .find(|e| Arc::ptr_eq(&e.session, &entry.session))
-        {
-            Some(e) => {
-                *e = entry;
-                true
-            }
-            None => {
-                g.members.push(entry);
-                false
-            }
-        };
+        let existed = upsert(&mut g.members, entry);
         if was_empty {
             self.filters += 1;
         }

@@ -25,8 +25,10 @@ use crate::store::{Store, WriteFailure};
 pub(crate) use error::{build_error as build_error_pub, sdk_error};
 use item::Item;
 
-/// How to reach DynamoDB. `Debug` redacts the credentials.
-#[derive(Clone, Default)]
+/// How to reach DynamoDB. `Debug` redacts the credentials. Deserializes from the broker's
+/// `[store.dynamo]` TOML section (unknown keys are errors).
+#[derive(Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields, default)]
 pub struct DynamoConfig {
     /// AWS region, e.g. `us-west-2` (required by the SDK even for a local server).
     pub region: String,
@@ -40,6 +42,19 @@ pub struct DynamoConfig {
     pub secret_access_key: Option<String>,
     /// Prepended to the six table names (default empty).
     pub table_prefix: String,
+}
+
+impl Default for DynamoConfig {
+    fn default() -> Self {
+        DynamoConfig {
+            region: "us-west-2".into(),
+            endpoint: None,
+            pool_size: 8,
+            access_key_id: None,
+            secret_access_key: None,
+            table_prefix: String::new(),
+        }
+    }
 }
 
 impl std::fmt::Debug for DynamoConfig {
