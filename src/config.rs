@@ -111,6 +111,8 @@ pub struct Listeners {
     pub tls: Vec<SocketAddr>,
     /// MQTT over WebSocket over TLS, at `ws_path` (needs `[tls]`).
     pub wss: Vec<SocketAddr>,
+    /// HTTP: `GET /metrics` in the Prometheus text format.
+    pub http: Vec<SocketAddr>,
 }
 
 /// Protocol limits. Zero means "no limit" where the comment says so.
@@ -161,6 +163,7 @@ impl Default for Listeners {
             ws_path: "/mqtt".into(),
             tls: Vec::new(),
             wss: Vec::new(),
+            http: Vec::new(),
         }
     }
 }

@@ -11,12 +11,14 @@
 //! - `hooks`: broker events turned into store actions.
 //! - `broker`: the shared state and the operations that span modules (publish, end session).
 //! - `server`: listeners up, shutdown down.
+//! - `http`: the metrics endpoint.
 //! - `config`: the TOML configuration.
 
 pub mod broker;
 pub mod config;
 pub mod connection;
 pub mod hooks;
+pub mod http;
 pub mod message;
 pub mod metrics;
 pub mod router;

@@ -85,6 +85,9 @@ struct ServeArgs {
     /// MQTT over WebSocket over TLS (path /mqtt); repeatable; needs --tls-cert and --tls-key.
     #[arg(long, value_name = "ADDR")]
     wss: Vec<String>,
+    /// HTTP listen address for GET /metrics (Prometheus text format); repeatable.
+    #[arg(long, value_name = "ADDR")]
+    http: Vec<String>,
     /// PEM certificate chain for the TLS listeners.
     #[arg(long, value_name = "FILE")]
     tls_cert: Option<PathBuf>,
@@ -152,6 +155,9 @@ fn load_config(args: &ServeArgs) -> Result<(Config, Vec<HookSpec>)> {
     }
     if let Some(wss) = parse_listeners(&args.wss, "wss")? {
         config.listeners.wss = wss;
+    }
+    if let Some(http) = parse_listeners(&args.http, "http")? {
+        config.listeners.http = http;
     }
     if let Some(c) = &args.tls_cert {
         config.tls.cert_file = Some(c.clone());

@@ -11,9 +11,9 @@ macro_rules! counters {
         }
         impl Metrics {
             $(pub fn $inc(&self) { self.$name.fetch_add(1, Ordering::Relaxed); })*
-            /// (name, value) pairs, for logs and the metrics endpoint.
-            pub fn snapshot(&self) -> Vec<(&'static str, u64)> {
-                vec![$((stringify!($name), self.$name.load(Ordering::Relaxed)),)*]
+            /// (name, help, value) for each counter, for the metrics endpoint.
+            pub fn snapshot(&self) -> Vec<(&'static str, &'static str, u64)> {
+                vec![$((stringify!($name), $doc, self.$name.load(Ordering::Relaxed)),)*]
             }
         }
     };

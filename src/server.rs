@@ -41,6 +41,7 @@ pub async fn start(broker: &Arc<Broker>) -> Result<Bound, StartError> {
         }
         _ => None,
     };
+    let http = crate::http::bind(&l.http).await?;
     let mut listeners = Vec::new();
     for (addrs, kind) in [
         (&l.tcp, Kind::Tcp),
@@ -53,6 +54,12 @@ pub async fn start(broker: &Arc<Broker>) -> Result<Bound, StartError> {
         }
     }
     let mut bound = Bound::default();
+    for listener in http {
+        tracing::info!("metrics on http://{}/metrics", listener.local_addr()?);
+        broker
+            .tasks
+            .spawn(crate::http::serve(broker.clone(), listener));
+    }
     let path = &l.ws_path;
     for (listener, kind) in listeners {
         let local = listener.local_addr()?;
