@@ -284,7 +284,7 @@ where
             let spare = self.size_read_buffer();
             tokio::select! {
                 biased;
-                _ = kick.cancelled() => return End::TakenOver,
+                _ = kick.cancelled() => return self.drain_before_takeover().await,
                 _ = shutdown.cancelled() => return End::Shutdown,
                 r = self.writer.write(&self.wbuf), if want_write => match r {
                     Ok(0) => return End::Closed,
@@ -316,6 +316,27 @@ where
                 }
             }
         }
+    }
+
+    /// Taken over: what this client sent before the new connection came is still handled (an
+    /// acknowledgement sent just before reconnecting must count), without waiting for more.
+    async fn drain_before_takeover(&mut self) -> End {
+        for _ in 0..16 {
+            let spare = self.size_read_buffer();
+            // A zero timeout still polls the read once: it takes only what has arrived.
+            match tokio::time::timeout(Duration::ZERO, self.reader.read_buf(&mut self.rbuf)).await {
+                Ok(Ok(n)) if n > 0 => {
+                    self.adapt_read_hint(n, spare);
+                    match self.handle_input().await {
+                        Ok(None) => {}
+                        Ok(Some(end)) => return end,
+                        Err(e) => return End::Error(e),
+                    }
+                }
+                _ => break,
+            }
+        }
+        End::TakenOver
     }
 
     /// Gives the read buffer room for the next read; returns the room. An empty buffer much
