@@ -45,7 +45,10 @@ pub mod topic;
 mod wire;
 
 pub use decode::{Decoder, read_fixed_header};
-pub use encode::{encode, encode_publish, encode_publish_with_max, encode_with_max, encoded_len};
+pub use encode::{
+    encode, encode_publish, encode_publish_parts, encode_publish_with_max, encode_with_max,
+    encoded_len,
+};
 pub use error::{DecodeError, EncodeError};
 pub use packet::*;
 pub use reason::{ReasonCode, ReasonContext};

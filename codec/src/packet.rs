@@ -156,7 +156,45 @@ pub struct Publish {
     pub payload: Bytes,
 }
 
+/// A PUBLISH borrowed from its parts, so that a broker can encode one message for many
+/// subscribers without building (and reference-counting) a `Publish` for each.
+#[derive(Debug, Clone, Copy)]
+pub struct PublishRef<'a> {
+    pub dup: bool,
+    pub qos: QoS,
+    pub retain: bool,
+    pub topic: &'a [u8],
+    pub packet_id: Option<u16>,
+    pub properties: &'a PublishProperties,
+    pub payload: &'a [u8],
+}
+
+/// PUBLISH properties with nothing set.
+pub static NO_PUBLISH_PROPERTIES: PublishProperties = PublishProperties {
+    payload_format_indicator: None,
+    message_expiry_interval: None,
+    topic_alias: None,
+    response_topic: None,
+    correlation_data: None,
+    user_properties: Vec::new(),
+    subscription_identifiers: Vec::new(),
+    content_type: None,
+};
+
 impl Publish {
+    /// This PUBLISH as borrowed parts.
+    pub fn as_parts(&self) -> PublishRef<'_> {
+        PublishRef {
+            dup: self.dup,
+            qos: self.qos,
+            retain: self.retain,
+            topic: &self.topic,
+            packet_id: self.packet_id,
+            properties: &self.properties,
+            payload: &self.payload,
+        }
+    }
+
     /// The topic as text. The decoder has checked it is UTF-8; a hand-built `Publish` with
     /// invalid bytes yields "".
     pub fn topic_str(&self) -> &str {

@@ -3,7 +3,7 @@
 
 use std::time::Instant;
 
-use dynamq_codec::{Packet, PubResp, Publish, PublishProperties, QoS, ReasonCode};
+use dynamq_codec::{NO_PUBLISH_PROPERTIES, Packet, PubResp, PublishRef, QoS, ReasonCode};
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::{Conn, WRITE_HIGH_WATER};
@@ -65,8 +65,7 @@ where
                 }
             }
         };
-        let publish = self.publish_packet(&d, packet_id, false, now);
-        if !self.encode_publish(&publish) {
+        if !self.write_publish(&d, packet_id, false, now) {
             return;
         }
         self.broker.metrics.inc_messages_sent();
@@ -84,37 +83,39 @@ where
         }
     }
 
-    fn publish_packet(
-        &self,
+    /// Encodes `d` as a PUBLISH straight from the shared message (no per-subscriber copy),
+    /// unless it exceeds the client's Maximum Packet Size, in which case it is dropped as if
+    /// delivered [MQTT-3.1.2-25]. Returns whether it was written.
+    fn write_publish(
+        &mut self,
         d: &Delivery,
         packet_id: Option<u16>,
         dup: bool,
         now: Instant,
-    ) -> Publish {
-        let properties = if self.protocol.is_v5() {
+    ) -> bool {
+        let owned;
+        let properties = if !self.protocol.is_v5() {
+            &NO_PUBLISH_PROPERTIES
+        } else if d.sub_ids.is_empty() && d.msg.expires_at.is_none() {
+            &d.msg.properties
+        } else {
             let mut p = d.msg.properties.clone();
             p.subscription_identifiers = d.sub_ids.clone();
             p.message_expiry_interval = d.msg.remaining_expiry(now);
-            p
-        } else {
-            PublishProperties::default()
+            owned = p;
+            &owned
         };
-        Publish {
+        let parts = PublishRef {
             dup,
             qos: d.qos,
             retain: d.retain,
-            topic: d.msg.topic.clone(),
+            topic: &d.msg.topic,
             packet_id,
             properties,
-            payload: d.msg.payload.clone(),
-        }
-    }
-
-    /// Encodes a PUBLISH unless it exceeds the client's Maximum Packet Size, in which case
-    /// it is dropped as if delivered [MQTT-3.1.2-25]. Returns whether it was written.
-    fn encode_publish(&mut self, p: &Publish) -> bool {
+            payload: &d.msg.payload,
+        };
         let max = u32::try_from(self.client_max_packet).unwrap_or(u32::MAX);
-        match dynamq_codec::encode_publish_with_max(p, self.protocol, max, &mut self.wbuf) {
+        match dynamq_codec::encode_publish_parts(&parts, self.protocol, max, &mut self.wbuf) {
             Ok(()) => true,
             Err(dynamq_codec::EncodeError::PacketTooLarge { .. }) => {
                 self.broker.metrics.inc_dropped_too_large();
@@ -140,8 +141,7 @@ where
         for (packet_id, state, d) in entries {
             match state {
                 OutState::AwaitPubAck | OutState::AwaitPubRec => {
-                    let p = self.publish_packet(&d, Some(packet_id), true, now);
-                    self.encode_publish(&p);
+                    self.write_publish(&d, Some(packet_id), true, now);
                 }
                 OutState::AwaitPubComp => {
                     self.send(&Packet::PubRel(PubResp::new(packet_id)));

@@ -13,7 +13,7 @@ mod subscribe;
 use bytes::BytesMut;
 
 use crate::error::EncodeError;
-use crate::packet::{Auth, Disconnect, Packet, Protocol, Publish};
+use crate::packet::{Auth, Disconnect, Packet, Protocol, Publish, PublishRef};
 use crate::properties::write_props;
 use crate::wire::{Counter, MAX_VARINT, Sink, varint_len};
 
@@ -64,6 +64,17 @@ pub fn encode_publish(
 #[inline]
 pub fn encode_publish_with_max(
     p: &Publish,
+    protocol: Protocol,
+    max_packet_size: u32,
+    buf: &mut BytesMut,
+) -> Result<(), EncodeError> {
+    encode_publish_parts(&p.as_parts(), protocol, max_packet_size, buf)
+}
+
+/// Encodes a PUBLISH from borrowed parts (see [`PublishRef`]), with a maximum packet size.
+#[inline]
+pub fn encode_publish_parts(
+    p: &PublishRef<'_>,
     protocol: Protocol,
     max_packet_size: u32,
     buf: &mut BytesMut,
@@ -133,7 +144,7 @@ fn check(packet: &Packet, protocol: Protocol) -> Result<(), EncodeError> {
         Packet::Auth(_) if !protocol.is_v5() => {
             Err(EncodeError::Unrepresentable("AUTH exists only in MQTT 5"))
         }
-        Packet::Publish(p) => publish::check(p),
+        Packet::Publish(p) => publish::check(&p.as_parts()),
         _ => Ok(()),
     }
 }
@@ -142,7 +153,7 @@ fn first_byte(packet: &Packet) -> u8 {
     match packet {
         Packet::Connect(_) => 0x10,
         Packet::ConnAck(_) => 0x20,
-        Packet::Publish(p) => publish::first_byte(p),
+        Packet::Publish(p) => publish::first_byte(&p.as_parts()),
         Packet::PubAck(_) => 0x40,
         Packet::PubRec(_) => 0x50,
         Packet::PubRel(_) => 0x62,
@@ -162,7 +173,7 @@ fn write_body<S: Sink>(packet: &Packet, protocol: Protocol, s: &mut S) {
     match packet {
         Packet::Connect(c) => connect::connect(c, s),
         Packet::ConnAck(c) => connect::connack(c, protocol, s),
-        Packet::Publish(p) => publish::body(p, protocol, s),
+        Packet::Publish(p) => publish::body(&p.as_parts(), protocol, s),
         Packet::PubAck(r) | Packet::PubRec(r) | Packet::PubRel(r) | Packet::PubComp(r) => {
             publish::pub_resp(r, protocol, s)
         }

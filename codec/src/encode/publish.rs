@@ -1,12 +1,12 @@
 //! PUBLISH (the hot path) and its acknowledgements.
 
 use crate::error::EncodeError;
-use crate::packet::{Protocol, PubResp, Publish, QoS};
+use crate::packet::{Protocol, PubResp, PublishRef, QoS};
 use crate::properties::write_props;
 use crate::wire::Sink;
 
 #[inline]
-pub(super) fn check(p: &Publish) -> Result<(), EncodeError> {
+pub(super) fn check(p: &PublishRef<'_>) -> Result<(), EncodeError> {
     if p.qos != QoS::AtMostOnce && p.packet_id.is_none() {
         return Err(EncodeError::Unrepresentable(
             "QoS 1 or 2 PUBLISH without a packet id",
@@ -16,13 +16,13 @@ pub(super) fn check(p: &Publish) -> Result<(), EncodeError> {
 }
 
 #[inline]
-pub(super) fn first_byte(p: &Publish) -> u8 {
+pub(super) fn first_byte(p: &PublishRef<'_>) -> u8 {
     0x30 | u8::from(p.dup) << 3 | (p.qos as u8) << 1 | u8::from(p.retain)
 }
 
 #[inline]
-pub(super) fn body<S: Sink>(p: &Publish, protocol: Protocol, s: &mut S) {
-    s.binary(&p.topic);
+pub(super) fn body<S: Sink>(p: &PublishRef<'_>, protocol: Protocol, s: &mut S) {
+    s.binary(p.topic);
     if p.qos != QoS::AtMostOnce {
         // `check` has refused a missing packet id.
         s.u16(p.packet_id.unwrap_or(0));
@@ -31,10 +31,10 @@ pub(super) fn body<S: Sink>(p: &Publish, protocol: Protocol, s: &mut S) {
         if p.properties.is_empty() {
             s.u8(0);
         } else {
-            write_props(&p.properties, s);
+            write_props(p.properties, s);
         }
     }
-    s.slice(&p.payload);
+    s.slice(p.payload);
 }
 
 pub(super) fn pub_resp<S: Sink>(r: &PubResp, protocol: Protocol, s: &mut S) {
