@@ -118,7 +118,7 @@ def test_dynamodb_outage_does_not_stop_mqtt(dynalite, start_broker, tmp_path):
                 p.publish(topic, f"m{i}".encode(), 1)
         got = [s.get().payload for _ in range(5)]
         assert got == [f"m{i}".encode() for i in range(5)]
-        assert time.monotonic() - started < 30
+        assert time.monotonic() - started < 10  # store reads fail fast: no long CONNACK wait
         lines = broker.wait_log(lambda ln: "store write failed" in ln and "code=" in ln, timeout=10)
         assert lines, broker.log_text()[-2000:]
         dynalite.start()

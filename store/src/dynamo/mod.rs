@@ -78,9 +78,16 @@ pub async fn connect(config: &DynamoConfig) -> Client {
         // A hung server must not hold a batch forever: the writer retries on timeout.
         .operation_attempt_timeout(Duration::from_secs(10))
         .build();
+    // The writer retries failed writes itself, without limit; the SDK's own retries only
+    // delay what a client waits for (a subscription lookup on connect) while DynamoDB is
+    // unreachable, so they start at 100 ms instead of the default 1 s.
+    let retries = aws_config::retry::RetryConfig::standard()
+        .with_max_attempts(3)
+        .with_initial_backoff(Duration::from_millis(100));
     let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
         .region(Region::new(config.region.clone()))
-        .timeout_config(timeouts);
+        .timeout_config(timeouts)
+        .retry_config(retries);
     if let Some(endpoint) = &config.endpoint {
         loader = loader.endpoint_url(endpoint.clone());
     }
