@@ -52,7 +52,7 @@ impl Broker {
     pub async fn publish(&self, msg: Arc<Message>) -> RouteOutcome {
         // The hook first: it gives the message its msgid, which acknowledgements refer to.
         self.hooks.message_published(&msg).await;
-        if msg.retain {
+        if msg.retain && !self.hooks.handles_retained_lookup() {
             self.router.retained.set(&msg);
         }
         self.router

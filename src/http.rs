@@ -56,6 +56,11 @@ pub fn render(broker: &Broker) -> String {
         metric(&mut out, &format!("{name}_total"), "counter", help, value);
     }
     let sessions = broker.registry.all();
+    // With on_retain_lookup the store's index holds them; otherwise the router's.
+    let retained = match broker.hooks.stats() {
+        Some(s) if broker.hooks.handles_retained_lookup() => s.retained,
+        _ => broker.router.retained.len() as u64,
+    };
     let online = sessions.iter().filter(|s| s.is_online()).count();
     let gauges = [
         ("clients_connected", "Clients connected now.", online as u64),
@@ -72,7 +77,7 @@ pub fn render(broker: &Broker) -> String {
         (
             "retained_messages",
             "Retained messages in memory.",
-            broker.router.retained.len() as u64,
+            retained,
         ),
     ];
     for (name, help, value) in gauges {

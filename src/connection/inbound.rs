@@ -219,12 +219,7 @@ where
         retained: &mut Vec<Delivery>,
     ) -> Result<ReasonCode, ConnError> {
         let shared = topic::parse_shared(filter);
-        let valid = if topic::is_shared(filter) {
-            shared.is_some()
-        } else {
-            topic::valid_filter(filter)
-        };
-        if !valid {
+        if !topic::valid_filter(filter) {
             tracing::info!(client = %self.client_id, filter, "[MQTT-4.7.1-1] invalid topic filter in SUBSCRIBE");
             return Ok(ReasonCode::TopicFilterInvalid);
         }

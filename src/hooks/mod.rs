@@ -36,6 +36,8 @@ pub struct Hooks {
     node: String,
     /// Store operations that failed (each also logged).
     errors: AtomicU64,
+    /// on_retain_lookup is configured: the store delivers retained messages on subscribe.
+    retained_lookup: bool,
 }
 
 fn now_secs() -> u64 {
@@ -51,7 +53,12 @@ impl Hooks {
     }
 
     pub fn with_backend(backend: Backend, node: &str) -> Hooks {
+        let retained_lookup = backend
+            .hooks()
+            .iter()
+            .any(|h| h.function == HookFunction::OnRetainLookup);
         Hooks {
+            retained_lookup,
             backend: Some(Arc::new(backend)),
             node: node.to_string(),
             errors: AtomicU64::new(0),
@@ -63,13 +70,9 @@ impl Hooks {
     }
 
     /// True when retained messages are delivered on subscribe from the store
-    /// (on_retain_lookup), so the broker's own retained index must not deliver them too.
+    /// (on_retain_lookup), so the broker's own retained index is neither kept nor read.
     pub fn handles_retained_lookup(&self) -> bool {
-        self.backend.as_ref().is_some_and(|b| {
-            b.hooks()
-                .iter()
-                .any(|h| h.function == HookFunction::OnRetainLookup)
-        })
+        self.retained_lookup
     }
 
     pub fn errors(&self) -> u64 {
