@@ -190,7 +190,7 @@ scenario_args() { # NAME -> dynamq-bench arguments
     dyn_s1_q1)   echo "run --pubs 1 --subs 1 --qos 1 --count $((20000/s)) --topic b/%i --filter b/#" ;;
     dyn_mesh_q1) echo "run --pubs 10 --subs 10 --qos 1 --count $((2000/s)) --topic b/mesh --filter b/mesh" ;;
     fanout_q0) echo "run --pubs 1 --subs 1000 --qos 0 --count $((2000/s)) --topic b/fan --filter b/fan" ;;
-    conn)      echo "conn --conns $((CONNS/s)) --hold-secs 3" ;;
+    conn)      echo "conn --conns $((CONNS/s)) --hold-secs 5" ;;
     *) echo "unknown scenario $1" >&2; return 1 ;;
   esac
 }

@@ -9,6 +9,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::Config;
+use crate::connection::Parker;
 use crate::hooks::Hooks;
 use crate::message::Message;
 use crate::metrics::Metrics;
@@ -26,6 +27,8 @@ pub struct Broker {
     pub shutdown: CancellationToken,
     /// Connection and timer tasks, awaited on shutdown.
     pub tasks: TaskTracker,
+    /// Where idle connections hibernate.
+    pub parker: Parker,
     next_conn_id: AtomicU64,
 }
 
@@ -39,6 +42,7 @@ impl Broker {
             hooks,
             shutdown: CancellationToken::new(),
             tasks: TaskTracker::new(),
+            parker: Parker::default(),
             next_conn_id: AtomicU64::new(1),
         })
     }
@@ -55,8 +59,12 @@ impl Broker {
         if msg.retain && !self.hooks.handles_retained_lookup() {
             self.router.retained.set(&msg);
         }
-        self.router
-            .route(&msg, self.config.mqtt.max_queued_messages, &self.metrics)
+        self.router.route(
+            &msg,
+            self.config.mqtt.max_queued_messages,
+            &self.metrics,
+            &self.parker,
+        )
     }
 
     /// Ends a session: removes it from the registry and its subscriptions from the router,

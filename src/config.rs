@@ -138,6 +138,10 @@ pub struct MqttLimits {
     pub max_session_expiry: u32,
     /// Seconds a new connection has to send CONNECT.
     pub connect_timeout: u64,
+    /// Milliseconds of silence (nothing read or written) after which a TCP connection
+    /// hibernates: it gives up its task and buffers until the client sends something or a
+    /// message arrives for it. 0 keeps every connection awake.
+    pub hibernate_after_ms: u64,
 }
 
 impl Default for Config {
@@ -179,6 +183,7 @@ impl Default for MqttLimits {
             topic_alias_maximum: 64,
             max_session_expiry: 0,
             connect_timeout: 10,
+            hibernate_after_ms: 1000,
         }
     }
 }

@@ -75,6 +75,11 @@ pub fn render(broker: &Broker) -> String {
             broker.router.filter_count() as u64,
         ),
         (
+            "connections_hibernating",
+            "TCP connections hibernating now.",
+            broker.parker.len() as u64,
+        ),
+        (
             "retained_messages",
             "Retained messages in memory.",
             retained,

@@ -1,5 +1,17 @@
 //! The `dynamq` command: `dynamq serve` runs the broker.
 
+/// jemalloc, with its background thread returning freed pages to the system within about a
+/// second. With glibc's malloc, the memory of a connection's task, freed when the
+/// connection hibernates, stays resident: it lies in holes between long-lived objects
+/// (sessions) and is never given back. BENCHMARKS.md has the measurements.
+#[global_allocator]
+static ALLOC: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
+/// jemalloc's settings (its `malloc_conf`): purge freed pages after 1 s, from jemalloc's
+/// own background thread, so that a broker gone idle gives memory back too.
+#[unsafe(export_name = "_rjem_malloc_conf")]
+pub static MALLOC_CONF: &[u8] = b"background_thread:true,dirty_decay_ms:1000,muzzy_decay_ms:0\0";
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -109,6 +121,9 @@ struct ServeArgs {
     /// Largest packet accepted from a client, in bytes.
     #[arg(long, value_name = "BYTES")]
     max_packet_size: Option<u32>,
+    /// An idle TCP connection hibernates after this many milliseconds (0: never).
+    #[arg(long, value_name = "MS")]
+    hibernate_after_ms: Option<u64>,
     /// Where state is kept: embedded (files in --data-dir), dynamo, or none.
     #[arg(long, value_parser = ["embedded", "dynamo", "none"])]
     store: Option<String>,
@@ -173,6 +188,9 @@ fn load_config(args: &ServeArgs) -> Result<(Config, Vec<HookSpec>)> {
     }
     if let Some(l) = &args.log_level {
         config.log_level = l.clone();
+    }
+    if let Some(ms) = args.hibernate_after_ms {
+        config.mqtt.hibernate_after_ms = ms;
     }
     if let Some(k) = args.max_keepalive {
         config.mqtt.max_keepalive = k;

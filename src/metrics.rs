@@ -32,4 +32,5 @@ counters! {
     dropped_too_large, inc_dropped_too_large, "Messages not sent because they exceed the client's Maximum Packet Size.";
     wills_published, inc_wills_published, "Will messages published.";
     takeovers, inc_takeovers, "Connections closed because the same client id connected again.";
+    hibernations, inc_hibernations, "Times an idle connection hibernated (gave up its task until woken).";
 }

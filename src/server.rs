@@ -146,6 +146,8 @@ async fn serve_wss(broker: Arc<Broker>, stream: TcpStream, peer: SocketAddr, acc
 /// and end; waits up to `deadline` for them.
 pub async fn shutdown(broker: &Arc<Broker>, deadline: Duration) {
     broker.shutdown.cancel();
+    // Hibernating connections get their tasks back, to say goodbye like the others.
+    broker.parker.wake_all_and_stop();
     broker.tasks.close();
     if tokio::time::timeout(deadline, broker.tasks.wait())
         .await

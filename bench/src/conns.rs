@@ -98,11 +98,14 @@ pub async fn run(plan: ConnPlan, stats: Arc<Stats>, summary: &mut ConnSummary) {
     }
     let connect_ns = start.elapsed().as_nanos() as u64;
     let connected = stats.connected.load(Relaxed);
-    // Let the broker settle (buffers shrink, allocator returns) before reading its memory.
+    // The connections are idle now: the broker's memory is read at the end of the hold, so
+    // that what a broker does with idle connections (shrinking buffers, hibernating) counts.
     let hold_until = (Instant::now() + plan.hold).min(plan.deadline);
     tokio::time::sleep_until(
-        (Instant::now() + Duration::from_secs(1))
-            .min(hold_until)
+        hold_until
+            .checked_sub(Duration::from_millis(200))
+            .unwrap_or(hold_until)
+            .max(Instant::now())
             .into(),
     )
     .await;

@@ -8,7 +8,7 @@ use dynamq_codec::{ConnAck, ConnAckProperties, Connect, Protocol, ReasonCode};
 
 use crate::broker::Broker;
 use crate::message::ClientId;
-use crate::session::{Carried, ConnHandle, Session};
+use crate::session::{Carried, Session};
 
 /// What the broker decided about a CONNECT.
 pub struct Accepted {
@@ -101,11 +101,11 @@ pub async fn attach(
     broker: &Broker,
     client_id: &ClientId,
     clean_start: bool,
-    handle: &ConnHandle,
+    conn_id: u64,
 ) -> (Arc<Session>, bool, Carried) {
     loop {
         let (session, created) = broker.registry.get_or_create(client_id);
-        let prev = match session.claim(handle.clone()) {
+        let prev = match session.claim(conn_id) {
             Ok(prev) => prev,
             Err(_ended) => {
                 // Ended between the lookup and the claim; look again.
@@ -115,11 +115,14 @@ pub async fn attach(
         };
         if let Some(prev) = prev {
             broker.metrics.inc_takeovers();
-            prev.kick.cancel();
-            if tokio::time::timeout(Duration::from_secs(5), prev.done.cancelled())
-                .await
-                .is_err()
-            {
+            // The previous connection sees that it lost the session when woken, hands its
+            // in-flight state back and closes [MQTT-3.1.4-3].
+            let _ = prev;
+            session.notify.notify_one();
+            if let Some(slot) = session.parked() {
+                broker.parker.wake(slot);
+            }
+            if !session.wait_handover(conn_id, Duration::from_secs(5)).await {
                 tracing::warn!(client = %client_id, "previous connection did not finish within 5 s of takeover");
             }
         }
@@ -131,9 +134,10 @@ pub async fn attach(
         });
         if clean_start && !created {
             broker.end_session(&session).await;
+            session.release(conn_id);
             continue;
         }
-        let carried = session.with_state(|st| std::mem::take(&mut st.carried));
+        let carried = session.take_carried();
         return (session, !created, carried);
     }
 }

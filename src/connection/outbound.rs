@@ -21,7 +21,7 @@ where
     }
 
     /// Room for more QoS 1/2 messages in flight [MQTT-3.3.4-9].
-    fn inflight_room(&self) -> usize {
+    pub(super) fn inflight_room(&self) -> usize {
         self.inflight_max
             .saturating_sub(self.carried.inflight.len())
     }

@@ -51,10 +51,10 @@ where
         }
         let cancel = CancellationToken::new();
         self.session.with_state(|st| {
-            st.pending_will = Some(PendingWill {
+            st.pending_will = Some(Box::new(PendingWill {
                 msg: msg.clone(),
                 cancel: cancel.clone(),
-            });
+            }));
         });
         let broker = self.broker.clone();
         let session = self.session.clone();

@@ -14,6 +14,7 @@ use std::sync::Arc;
 use dynamq_codec::topic;
 use parking_lot::RwLock;
 
+use crate::connection::Parker;
 use crate::message::{Delivery, Message};
 use crate::metrics::Metrics;
 use crate::session::{EnqueueResult, Session, Subscription};
@@ -65,7 +66,13 @@ impl Router {
     }
 
     /// Queues `msg` for every matching session. Runs in the publisher's task.
-    pub fn route(&self, msg: &Arc<Message>, max_queue: usize, metrics: &Metrics) -> RouteOutcome {
+    pub fn route(
+        &self,
+        msg: &Arc<Message>,
+        max_queue: usize,
+        metrics: &Metrics,
+        parker: &Parker,
+    ) -> RouteOutcome {
         let mut out = RouteOutcome::default();
         let trie = self.trie.read();
         let mut matches: Vec<&Entry> = Vec::new();
@@ -94,7 +101,7 @@ impl Router {
                 retain: rap && msg.retain,
                 sub_ids: ids,
             };
-            self.deliver(&first.session, d, max_queue, metrics, &mut out);
+            self.deliver(&first.session, d, max_queue, metrics, parker, &mut out);
             i = j;
         }
         drop(matches);
@@ -106,7 +113,7 @@ impl Router {
                 retain: e.options.retain_as_published && msg.retain,
                 sub_ids: e.id.into_iter().collect(),
             };
-            self.deliver(&e.session, d, max_queue, metrics, &mut out);
+            self.deliver(&e.session, d, max_queue, metrics, parker, &mut out);
         });
         out
     }
@@ -117,10 +124,15 @@ impl Router {
         d: Delivery,
         max_queue: usize,
         metrics: &Metrics,
+        parker: &Parker,
         out: &mut RouteOutcome,
     ) {
         match session.enqueue(d, max_queue) {
             EnqueueResult::Queued => out.queued += 1,
+            EnqueueResult::QueuedWakeParked(slot) => {
+                out.queued += 1;
+                parker.wake(slot);
+            }
             EnqueueResult::QueueFull { first } => {
                 out.dropped += 1;
                 metrics.inc_dropped_queue_full();
@@ -152,12 +164,7 @@ mod tests {
     fn session(id: &str) -> Arc<Session> {
         let s = Arc::new(Session::new(ClientId::new(id)));
         // Online, so QoS 0 messages are queued.
-        let h = crate::session::ConnHandle {
-            conn_id: 1,
-            kick: Default::default(),
-            done: Default::default(),
-        };
-        s.claim(h).unwrap();
+        s.claim(1).unwrap();
         s
     }
 
@@ -197,20 +204,36 @@ mod tests {
         r.subscribe(&s, "#", &sub(QoS::AtMostOnce, None));
         // `sport/#` matches `sport` itself [MQTT-4.7.1-2]; `#` too: one copy.
         assert_eq!(
-            r.route(&msg("sport", QoS::AtMostOnce, "p"), 100, &m).queued,
+            r.route(
+                &msg("sport", QoS::AtMostOnce, "p"),
+                100,
+                &m,
+                &Parker::default()
+            )
+            .queued,
             1
         );
         // `$` topics are not matched by first-level wildcards [MQTT-4.7.2-1].
         assert_eq!(
-            r.route(&msg("$SYS/x", QoS::AtMostOnce, "p"), 100, &m)
-                .queued,
+            r.route(
+                &msg("$SYS/x", QoS::AtMostOnce, "p"),
+                100,
+                &m,
+                &Parker::default()
+            )
+            .queued,
             0
         );
         let t = session("t");
         r.subscribe(&t, "$SYS/#", &sub(QoS::AtMostOnce, None));
         assert_eq!(
-            r.route(&msg("$SYS/x", QoS::AtMostOnce, "p"), 100, &m)
-                .queued,
+            r.route(
+                &msg("$SYS/x", QoS::AtMostOnce, "p"),
+                100,
+                &m,
+                &Parker::default()
+            )
+            .queued,
             1
         );
         assert_eq!(drain(&s).len(), 1);
@@ -225,7 +248,12 @@ mod tests {
         r.subscribe(&s, "a/+", &sub(QoS::AtMostOnce, Some(1)));
         r.subscribe(&s, "a/#", &sub(QoS::ExactlyOnce, Some(2)));
         r.subscribe(&s, "a/b", &sub(QoS::AtLeastOnce, None));
-        let out = r.route(&msg("a/b", QoS::ExactlyOnce, "p"), 100, &m);
+        let out = r.route(
+            &msg("a/b", QoS::ExactlyOnce, "p"),
+            100,
+            &m,
+            &Parker::default(),
+        );
         assert_eq!(out.queued, 1);
         let d = drain(&s);
         assert_eq!(d.len(), 1);
@@ -234,7 +262,12 @@ mod tests {
         ids.sort();
         assert_eq!(ids, vec![1, 2]);
         // Delivered QoS is the minimum of publish and subscription QoS [MQTT-3.8.4-6].
-        r.route(&msg("a/b", QoS::AtLeastOnce, "p"), 100, &m);
+        r.route(
+            &msg("a/b", QoS::AtLeastOnce, "p"),
+            100,
+            &m,
+            &Parker::default(),
+        );
         assert_eq!(drain(&s)[0].qos, QoS::AtLeastOnce);
     }
 
@@ -255,19 +288,35 @@ mod tests {
         );
         // No Local: not sent back to the publisher [MQTT-3.8.3-3].
         assert_eq!(
-            r.route(&msg("t", QoS::AtLeastOnce, "me"), 100, &m).queued,
+            r.route(
+                &msg("t", QoS::AtLeastOnce, "me"),
+                100,
+                &m,
+                &Parker::default()
+            )
+            .queued,
             0
         );
         assert_eq!(
-            r.route(&msg("t", QoS::AtLeastOnce, "other"), 100, &m)
-                .queued,
+            r.route(
+                &msg("t", QoS::AtLeastOnce, "other"),
+                100,
+                &m,
+                &Parker::default()
+            )
+            .queued,
             1
         );
         assert!(r.unsubscribe(&s, "t"));
         assert!(!r.unsubscribe(&s, "t"));
         assert_eq!(
-            r.route(&msg("t", QoS::AtLeastOnce, "other"), 100, &m)
-                .queued,
+            r.route(
+                &msg("t", QoS::AtLeastOnce, "other"),
+                100,
+                &m,
+                &Parker::default()
+            )
+            .queued,
             0
         );
         assert_eq!(r.filter_count(), 0);
@@ -283,7 +332,13 @@ mod tests {
         r.subscribe(&b, "$share/g/t/+", &sub(QoS::AtLeastOnce, None));
         for _ in 0..10 {
             assert_eq!(
-                r.route(&msg("t/1", QoS::AtLeastOnce, "p"), 100, &m).queued,
+                r.route(
+                    &msg("t/1", QoS::AtLeastOnce, "p"),
+                    100,
+                    &m,
+                    &Parker::default()
+                )
+                .queued,
                 1
             );
         }
@@ -299,7 +354,7 @@ mod tests {
         let s = session("a");
         r.subscribe(&s, "t", &sub(QoS::AtLeastOnce, None));
         for _ in 0..3 {
-            r.route(&msg("t", QoS::AtLeastOnce, "p"), 2, &m);
+            r.route(&msg("t", QoS::AtLeastOnce, "p"), 2, &m, &Parker::default());
         }
         assert_eq!(drain(&s).len(), 2);
         assert_eq!(

@@ -11,7 +11,8 @@ pub mod registry;
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::Duration;
 
 use dynamq_codec::{QoS, SubscriptionOptions};
 use parking_lot::Mutex;
@@ -21,6 +22,10 @@ use tokio_util::sync::CancellationToken;
 use crate::message::{ClientId, Delivery, Message};
 pub use inflight::Inflight;
 pub use registry::Registry;
+
+/// A session's subscriptions by topic filter (foldhash, as in the router: smaller and faster
+/// than SipHash, seeded per process).
+pub type Subscriptions = HashMap<String, Subscription, foldhash::fast::RandomState>;
 
 /// One subscription of a session, as the client asked for it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -39,6 +44,12 @@ pub struct Carried {
     pub awaiting_rel: HashSet<u16>,
 }
 
+impl Carried {
+    pub fn is_empty(&self) -> bool {
+        self.inflight.len() == 0 && self.awaiting_rel.is_empty()
+    }
+}
+
 /// A will that waits for its Will Delay Interval (v5) before being published.
 #[derive(Debug)]
 pub struct PendingWill {
@@ -48,19 +59,16 @@ pub struct PendingWill {
     pub cancel: CancellationToken,
 }
 
-/// The connection that owns a session, as seen by one that wants to take it over.
-#[derive(Debug, Clone)]
-pub struct ConnHandle {
-    pub conn_id: u64,
-    /// Cancelled to make the connection close (takeover, shutdown).
-    pub kick: CancellationToken,
-    /// Cancelled by the connection once it has handed its state back to the session.
-    pub done: CancellationToken,
-}
-
 #[derive(Debug, Default)]
 struct Owner {
-    conn: Option<ConnHandle>,
+    /// The id of the connection that owns the session; 0: none (ids start at 1).
+    conn: u64,
+    /// Wakes connections waiting for a previous owner to hand its state back; made by the
+    /// first one that waits (a takeover), so that a session does not carry it otherwise.
+    handover: Option<Arc<Notify>>,
+    /// Connections that claimed the session and have not released it yet: the owner, and
+    /// any it took the session from that are still handing their state back.
+    attached: u32,
     /// Set once the session has ended; a connection that finds it set looks again.
     destroyed: bool,
     /// Counts detaches, so that an expiry timer knows whether the client came back meanwhile.
@@ -73,15 +81,19 @@ pub struct SessionState {
     /// Messages waiting to be sent, oldest first.
     pub queue: VecDeque<Delivery>,
     /// Topic filter (as subscribed, including any `$share/` prefix) -> subscription.
-    pub subscriptions: HashMap<String, Subscription>,
-    /// In-flight state while no connection holds it.
-    pub carried: Carried,
+    pub subscriptions: Subscriptions,
+    /// In-flight state while no connection holds it (boxed: usually there is none, and
+    /// every session, even an idle one, would pay for its inline size).
+    carried: Option<Box<Carried>>,
     /// Seconds the session outlives its connection; `u32::MAX` never expires.
     pub expiry_interval: u32,
-    pub pending_will: Option<PendingWill>,
+    pub pending_will: Option<Box<PendingWill>>,
     /// Set when the queue overflowed, so the overflow is logged once per episode.
     overflowing: bool,
 }
+
+/// `Session::parked` when the owner is awake.
+const NOT_PARKED: usize = usize::MAX;
 
 /// The session ended between a lookup and a claim.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -91,6 +103,8 @@ pub struct SessionEnded;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EnqueueResult {
     Queued,
+    /// Queued, and the owner hibernates in this parker slot: the caller wakes it.
+    QueuedWakeParked(usize),
     /// The session's queue is full; the message is dropped (counted by the caller).
     QueueFull {
         /// True for the first drop of an overflow episode: log it.
@@ -104,12 +118,15 @@ pub enum EnqueueResult {
 pub struct Session {
     pub client_id: ClientId,
     state: Mutex<SessionState>,
-    /// Wakes the owning connection when the queue gets a message.
+    /// Wakes the owning connection when the queue gets a message, or when another
+    /// connection took the session over.
     pub notify: Notify,
-    online: AtomicBool,
     owner: Mutex<Owner>,
-    /// Messages dropped because the queue was full.
-    pub dropped: AtomicU64,
+    /// The owner's connection id (0: none), readable without the lock: a connection that
+    /// is no longer the owner was taken over and must close [MQTT-3.1.4-3].
+    owner_id: AtomicU64,
+    /// Where the owning connection is parked while it hibernates (`NOT_PARKED` if not).
+    parked: AtomicUsize,
 }
 
 impl Session {
@@ -118,14 +135,59 @@ impl Session {
             client_id,
             state: Mutex::new(SessionState::default()),
             notify: Notify::new(),
-            online: AtomicBool::new(false),
             owner: Mutex::new(Owner::default()),
-            dropped: AtomicU64::new(0),
+            owner_id: AtomicU64::new(0),
+            parked: AtomicUsize::new(NOT_PARKED),
         }
     }
 
+    /// True while connection `conn_id` owns the session.
+    pub fn owned_by(&self, conn_id: u64) -> bool {
+        self.owner_id.load(Ordering::SeqCst) == conn_id
+    }
+
+    /// The parker slot of the hibernating owner, if it hibernates.
+    pub fn parked(&self) -> Option<usize> {
+        match self.parked.load(Ordering::SeqCst) {
+            NOT_PARKED => None,
+            slot => Some(slot),
+        }
+    }
+
+    /// Records where the owner hibernates (`None`: it is awake).
+    pub fn set_parked(&self, slot: Option<usize>) {
+        self.parked
+            .store(slot.unwrap_or(NOT_PARKED), Ordering::SeqCst);
+    }
+
+    /// Leaves a connection's in-flight state in the session.
+    pub fn put_carried(&self, carried: Carried) {
+        let boxed = (!carried.is_empty()).then(|| Box::new(carried));
+        self.state.lock().carried = boxed;
+    }
+
+    /// Takes the in-flight state left in the session.
+    pub fn take_carried(&self) -> Carried {
+        self.state
+            .lock()
+            .carried
+            .take()
+            .map(|b| *b)
+            .unwrap_or_default()
+    }
+
+    /// True if a queued message could be sent now, with `qos_room` more QoS 1/2 messages
+    /// allowed in flight (the queue is sent in order, see `take_queued_within`).
+    pub fn has_sendable(&self, qos_room: usize) -> bool {
+        self.state
+            .lock()
+            .queue
+            .front()
+            .is_some_and(|d| d.qos == QoS::AtMostOnce || qos_room > 0)
+    }
+
     pub fn is_online(&self) -> bool {
-        self.online.load(Ordering::Acquire)
+        self.owner_id.load(Ordering::Acquire) != 0
     }
 
     /// Runs `f` with the state locked. Never held across an `.await`.
@@ -154,12 +216,14 @@ impl Session {
         match result {
             // The owner takes from the queue whenever it wakes for any reason, so it only
             // needs waking when the queue was empty (it may be waiting on nothing else).
-            EnqueueResult::Queued if wake => self.notify.notify_one(),
-            EnqueueResult::Queued => {}
-            EnqueueResult::QueueFull { .. } => {
-                self.dropped.fetch_add(1, Ordering::Relaxed);
+            EnqueueResult::Queued if wake => {
+                self.notify.notify_one();
+                if let Some(slot) = self.parked() {
+                    return EnqueueResult::QueuedWakeParked(slot);
+                }
             }
-            EnqueueResult::Offline => {}
+            EnqueueResult::Queued | EnqueueResult::QueuedWakeParked(_) => {}
+            EnqueueResult::QueueFull { .. } | EnqueueResult::Offline => {}
         }
         result
     }
@@ -185,58 +249,87 @@ impl Session {
         }
     }
 
-    /// Makes `handle` the owner. Returns the previous owner (to be kicked and awaited), or
-    /// `Err(SessionEnded)` if the session has ended and the caller must look it up again.
-    pub fn claim(&self, handle: ConnHandle) -> Result<Option<ConnHandle>, SessionEnded> {
+    /// Makes connection `conn_id` the owner. Returns the previous owner (which sees that it
+    /// lost the session when woken, see `owned_by`), or `Err(SessionEnded)` if the session
+    /// has ended and the caller must look it up again.
+    pub fn claim(&self, conn_id: u64) -> Result<Option<u64>, SessionEnded> {
         let mut o = self.owner.lock();
         if o.destroyed {
             return Err(SessionEnded);
         }
-        let prev = o.conn.replace(handle);
+        let prev = std::mem::replace(&mut o.conn, conn_id);
+        let prev = (prev != 0).then_some(prev);
+        o.attached += 1;
+        self.owner_id.store(conn_id, Ordering::SeqCst);
         drop(o);
-        self.online.store(true, Ordering::Release);
         Ok(prev)
     }
 
-    /// Gives up ownership if `conn_id` still owns the session. Returns whether it did, and
-    /// the detach count to hand to an expiry timer.
-    pub fn release(&self, conn_id: u64) -> Option<u64> {
-        let mut o = self.owner.lock();
-        if o.conn.as_ref().is_some_and(|c| c.conn_id == conn_id) {
-            o.conn = None;
-            o.detaches += 1;
-            self.online.store(false, Ordering::Release);
-            Some(o.detaches)
-        } else {
-            None
+    /// Waits until the connections this one took the session from have released it (their
+    /// in-flight state is back in the session), or until `conn_id` itself lost the session,
+    /// at most `limit`. Returns false on timeout.
+    pub async fn wait_handover(&self, conn_id: u64, limit: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + limit;
+        let handover = self
+            .owner
+            .lock()
+            .handover
+            .get_or_insert_with(Default::default)
+            .clone();
+        loop {
+            let notified = handover.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if self.owner.lock().attached <= 1 || !self.owned_by(conn_id) {
+                return true;
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                return false;
+            }
         }
     }
 
-    /// The current owner, for shutdown.
-    pub fn owner(&self) -> Option<ConnHandle> {
-        self.owner.lock().conn.clone()
+    /// Connection `conn_id` lets go of the session. Returns the detach count to hand to an
+    /// expiry timer if it was still the owner, `None` if it had been taken over.
+    pub fn release(&self, conn_id: u64) -> Option<u64> {
+        let mut o = self.owner.lock();
+        o.attached = o.attached.saturating_sub(1);
+        let detached = if o.conn == conn_id {
+            o.conn = 0;
+            o.detaches += 1;
+            self.owner_id.store(0, Ordering::SeqCst);
+            Some(o.detaches)
+        } else {
+            None
+        };
+        let handover = if o.attached == 0 {
+            o.handover.take()
+        } else {
+            o.handover.clone()
+        };
+        drop(o);
+        if let Some(h) = handover {
+            h.notify_waiters();
+        }
+        detached
     }
 
     /// True if nobody reattached since the detach numbered `detaches`.
     pub fn still_detached(&self, detaches: u64) -> bool {
         let o = self.owner.lock();
-        !o.destroyed && o.conn.is_none() && o.detaches == detaches
+        !o.destroyed && o.conn == 0 && o.detaches == detaches
     }
 
     /// Marks the session ended and removes it from the registry (if it is still the one
     /// registered). Returns the subscriptions it had, for the caller to remove from the
     /// router, and a delayed will that must now be published: a session that ends publishes
     /// its will at once [MQTT-3.1.3-9].
-    pub fn end(
-        self: &Arc<Self>,
-        registry: &Registry,
-    ) -> (HashMap<String, Subscription>, Option<Arc<Message>>) {
+    pub fn end(self: &Arc<Self>, registry: &Registry) -> (Subscriptions, Option<Arc<Message>>) {
         {
             let mut o = self.owner.lock();
             o.destroyed = true;
             registry.remove_if_same(self);
         }
-        self.online.store(false, Ordering::Release);
         let mut st = self.state.lock();
         st.queue.clear();
         let will = st.pending_will.take().map(|w| {

@@ -5,3 +5,36 @@
 pub mod tcp;
 pub mod tls;
 pub mod ws;
+
+use tokio::io::{AsyncRead, AsyncWrite};
+
+/// A stream a connection runs on. Only a plain TCP socket can hibernate (see
+/// `connection::hibernate`): the others hold protocol state (TLS records, WebSocket frames)
+/// that lives in their task.
+pub trait Transport: AsyncRead + AsyncWrite + Unpin + Send + 'static {
+    /// The socket itself, if this transport can hibernate.
+    fn into_tcp(self) -> Result<std::io::Result<std::net::TcpStream>, Self>
+    where
+        Self: Sized,
+    {
+        Err(self)
+    }
+
+    fn can_hibernate(&self) -> bool {
+        false
+    }
+}
+
+impl Transport for tokio::net::TcpStream {
+    fn into_tcp(self) -> Result<std::io::Result<std::net::TcpStream>, Self> {
+        Ok(self.into_std())
+    }
+
+    fn can_hibernate(&self) -> bool {
+        true
+    }
+}
+
+impl<S: Transport> Transport for tokio_rustls::server::TlsStream<S> {}
+
+impl<S: Transport> Transport for ws::WsStream<S> {}
