@@ -113,11 +113,10 @@ pub async fn attach(
                 continue;
             }
         };
-        if let Some(prev) = prev {
+        if prev.is_some() {
             broker.metrics.inc_takeovers();
             // The previous connection sees that it lost the session when woken, hands its
             // in-flight state back and closes [MQTT-3.1.4-3].
-            let _ = prev;
             session.notify.notify_one();
             if let Some(slot) = session.parked() {
                 broker.parker.wake(slot);
