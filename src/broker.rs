@@ -5,16 +5,25 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use std::collections::HashMap;
+use std::time::Instant;
+
+use parking_lot::Mutex;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::Config;
 use crate::connection::Parker;
 use crate::hooks::Hooks;
-use crate::message::Message;
+use crate::message::{ClientId, Message};
 use crate::metrics::Metrics;
 use crate::router::{RouteOutcome, Router};
 use crate::session::{Registry, Session};
+
+/// Ended sessions remembered (see `Broker::ended`) before old ones are pruned.
+const ENDED_PRUNE_AT: usize = 65_536;
+/// How long an ended session is remembered while store writes are pending.
+const ENDED_KEEP: Duration = Duration::from_secs(600);
 
 /// Everything the connections share. One per process.
 pub struct Broker {
@@ -29,6 +38,10 @@ pub struct Broker {
     pub tasks: TaskTracker,
     /// Where idle connections hibernate.
     pub parker: Parker,
+    /// Clients whose session ended here, and when. Their subscriptions' deletion may still
+    /// wait in the store's writer, so the store is not asked for their session when they
+    /// come back (it would return the ended one). Taken when the client connects again.
+    ended: Mutex<HashMap<ClientId, Instant>>,
     next_conn_id: AtomicU64,
 }
 
@@ -43,6 +56,7 @@ impl Broker {
             shutdown: CancellationToken::new(),
             tasks: TaskTracker::new(),
             parker: Parker::default(),
+            ended: Mutex::default(),
             next_conn_id: AtomicU64::new(1),
         })
     }
@@ -71,6 +85,7 @@ impl Broker {
     /// and publishes a will that was waiting for its delay.
     pub async fn end_session(&self, session: &Arc<Session>) {
         let (subs, will) = session.end(&self.registry);
+        self.remember_ended(&session.client_id);
         for filter in subs.keys() {
             self.router.unsubscribe(session, filter);
             // The session's subscriptions end with it, in the store too, so that a later
@@ -83,6 +98,24 @@ impl Broker {
             self.metrics.inc_wills_published();
             self.publish(will).await;
         }
+    }
+
+    fn remember_ended(&self, client: &ClientId) {
+        let now = Instant::now();
+        let mut ended = self.ended.lock();
+        if ended.len() >= ENDED_PRUNE_AT {
+            // Clients that never came back: forget those ended long ago, or all of them
+            // once the store has written everything.
+            let writes_pending = self.hooks.stats().is_some_and(|s| s.writer.pending > 0);
+            ended.retain(|_, at| writes_pending && now.duration_since(*at) < ENDED_KEEP);
+        }
+        ended.insert(client.clone(), now);
+    }
+
+    /// True (once) if `client`'s session ended here since it last connected: the store's
+    /// copy of it may be stale, and there is nothing newer to restore.
+    pub fn take_ended(&self, client: &ClientId) -> bool {
+        self.ended.lock().remove(client).is_some()
     }
 
     /// After a connection leaves a session that outlives it: ends the session when its expiry

@@ -95,14 +95,19 @@ fn assigned_id() -> String {
 
 /// Becomes the owner of the client's session: kicks any connection that holds it and waits
 /// for it to hand back its state [MQTT-3.1.4-3]; with Clean Start, ends the old session and
-/// starts a new one [MQTT-3.1.2-4]. Returns the session, whether it existed before
-/// (Session Present), and the in-flight state to resume.
+/// starts a new one [MQTT-3.1.2-4]. A session whose expiry interval is 0 lasts only as
+/// long as its connection [MQTT-3.1.2-10] (3.1.1: CleanSession=1), so one found here is
+/// ending (its connection is closing, or was just taken over): it is ended too, and a new one
+/// started. Returns the session, whether it existed before (Session Present), the in-flight
+/// state to resume, and whether a session of this client was ended here (then the store has
+/// nothing newer to restore).
 pub async fn attach(
     broker: &Broker,
     client_id: &ClientId,
     clean_start: bool,
     conn_id: u64,
-) -> (Arc<Session>, bool, Carried) {
+) -> Attached {
+    let mut ended = false;
     loop {
         let (session, created) = broker.registry.get_or_create(client_id);
         let prev = match session.claim(conn_id) {
@@ -131,14 +136,31 @@ pub async fn attach(
                 w.cancel.cancel();
             }
         });
-        if clean_start && !created {
+        let ending = session.with_state(|st| st.expiry_interval) == 0;
+        if (clean_start || ending) && !created {
             broker.end_session(&session).await;
             session.release(conn_id);
+            ended = true;
             continue;
         }
         let carried = session.take_carried();
-        return (session, !created, carried);
+        return Attached {
+            session,
+            present: !created,
+            carried,
+            ended,
+        };
     }
+}
+
+/// What `attach` found.
+pub struct Attached {
+    pub session: Arc<Session>,
+    /// The session existed before this connection (Session Present).
+    pub present: bool,
+    pub carried: Carried,
+    /// A previous session of this client was ended by `attach`.
+    pub ended: bool,
 }
 
 /// The CONNACK for an accepted CONNECT.

@@ -174,8 +174,12 @@ pub async fn serve<S: Transport>(broker: Arc<Broker>, stream: S, peer: String) {
 
     let conn_id = broker.next_conn_id();
     let clean_start = connect.clean_start;
-    let (session, present, carried) =
-        connect::attach(&broker, &accepted.client_id, clean_start, conn_id).await;
+    let connect::Attached {
+        session,
+        present,
+        carried,
+        ended,
+    } = connect::attach(&broker, &accepted.client_id, clean_start, conn_id).await;
     session.with_state(|st| st.expiry_interval = accepted.session_expiry);
 
     let props = &connect.properties;
@@ -214,8 +218,11 @@ pub async fn serve<S: Transport>(broker: Arc<Broker>, stream: S, peer: String) {
 
     // A session not in memory may be in the store (after a restart, or from another node):
     // on_subscribe_lookup gives its subscriptions. A client that resumes gets them back and
-    // Session Present; with Clean Start they are deleted [MQTT-3.1.2-4].
-    let stored = if present {
+    // Session Present; with Clean Start they are deleted [MQTT-3.1.2-4]. A session that was
+    // in memory and has just been ended is not looked for: the store may not have taken its
+    // deletion yet, and has nothing newer.
+    let ended = broker.take_ended(&accepted.client_id) || ended;
+    let stored = if present || ended {
         Vec::new()
     } else {
         broker.hooks.session_created(&conn.client_id).await

@@ -180,3 +180,30 @@ def test_shutdown_wakes_hibernating_connections(hb):
         assert code == 0
         packets = c.packets_until_close(timeout=3)
         assert [(p.ptype, p.reason) for p in packets] == [(raw.DISCONNECT, 0x8B)]
+
+
+@pytest.mark.parametrize("version", [raw.V311, raw.V5], ids=["v311", "v5"])
+@pytest.mark.parametrize("how", ["disconnect", "takeover"])
+def test_session_of_a_clean_connection_is_not_resumed(hb, version, how):
+    """A session with CleanSession=1 (3.1.1) or Session Expiry 0 (5.0) lasts only as long as
+    its network connection [MQTT-3.1.2-6] / [MQTT-3.1.2-10]. A CONNECT with CleanSession=0 /
+    Clean Start 0 right after that connection sent DISCONNECT, or taking it over, gets Session
+    Present 0 [MQTT-3.2.2-2] / [MQTT-3.2.2-3] and none of its subscriptions. (The old
+    connection hibernates first, so that it is slowest to notice.)"""
+    cid, topic = unique_id("hbc"), unique_id("hbct")
+    old = raw.RawClient(hb.port, version=version)
+    assert old.handshake(cid, clean=True).reason == 0
+    old.send(raw.subscribe(1, [(topic, 1)], version=version))
+    assert old.expect(raw.SUBACK).reasons == [1]
+    wait_hibernating(hb, 1)
+    if how == "disconnect":
+        old.send(raw.disconnect(version=version))
+    props = raw.props(session_expiry=300) if version == raw.V5 else None
+    with raw.RawClient(hb.port, version=version) as new:
+        ack = new.handshake(cid, clean=False, properties=props)
+        assert (ack.reason, ack.session_present) == (0, False)
+        with Paho(hb, unique_id("hbcp")) as p:
+            p.publish(topic, b"x", 1)
+        with pytest.raises(TimeoutError):
+            new.recv(timeout=0.5)
+    old.close()
