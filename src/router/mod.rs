@@ -168,6 +168,11 @@ mod tests {
         s
     }
 
+    /// Routes with the queue bound most tests use, and no hibernating connections.
+    fn route(r: &Router, msg: &Arc<Message>, m: &Metrics) -> RouteOutcome {
+        r.route(msg, 100, m, &Parker::default())
+    }
+
     fn msg(topic: &str, qos: QoS, sender: &str) -> Arc<Message> {
         Arc::new(Message {
             topic: Bytes::copy_from_slice(topic.as_bytes()),
@@ -203,37 +208,16 @@ mod tests {
         r.subscribe(&s, "+/x", &sub(QoS::AtMostOnce, None));
         r.subscribe(&s, "#", &sub(QoS::AtMostOnce, None));
         // `sport/#` matches `sport` itself [MQTT-4.7.1-2]; `#` too: one copy.
-        assert_eq!(
-            r.route(
-                &msg("sport", QoS::AtMostOnce, "p"),
-                100,
-                &m,
-                &Parker::default()
-            )
-            .queued,
-            1
-        );
+        assert_eq!(route(&r, &msg("sport", QoS::AtMostOnce, "p"), &m).queued, 1);
         // `$` topics are not matched by first-level wildcards [MQTT-4.7.2-1].
         assert_eq!(
-            r.route(
-                &msg("$SYS/x", QoS::AtMostOnce, "p"),
-                100,
-                &m,
-                &Parker::default()
-            )
-            .queued,
+            route(&r, &msg("$SYS/x", QoS::AtMostOnce, "p"), &m).queued,
             0
         );
         let t = session("t");
         r.subscribe(&t, "$SYS/#", &sub(QoS::AtMostOnce, None));
         assert_eq!(
-            r.route(
-                &msg("$SYS/x", QoS::AtMostOnce, "p"),
-                100,
-                &m,
-                &Parker::default()
-            )
-            .queued,
+            route(&r, &msg("$SYS/x", QoS::AtMostOnce, "p"), &m).queued,
             1
         );
         assert_eq!(drain(&s).len(), 1);
@@ -248,12 +232,7 @@ mod tests {
         r.subscribe(&s, "a/+", &sub(QoS::AtMostOnce, Some(1)));
         r.subscribe(&s, "a/#", &sub(QoS::ExactlyOnce, Some(2)));
         r.subscribe(&s, "a/b", &sub(QoS::AtLeastOnce, None));
-        let out = r.route(
-            &msg("a/b", QoS::ExactlyOnce, "p"),
-            100,
-            &m,
-            &Parker::default(),
-        );
+        let out = route(&r, &msg("a/b", QoS::ExactlyOnce, "p"), &m);
         assert_eq!(out.queued, 1);
         let d = drain(&s);
         assert_eq!(d.len(), 1);
@@ -262,12 +241,7 @@ mod tests {
         ids.sort();
         assert_eq!(ids, vec![1, 2]);
         // Delivered QoS is the minimum of publish and subscription QoS [MQTT-3.8.4-6].
-        r.route(
-            &msg("a/b", QoS::AtLeastOnce, "p"),
-            100,
-            &m,
-            &Parker::default(),
-        );
+        route(&r, &msg("a/b", QoS::AtLeastOnce, "p"), &m);
         assert_eq!(drain(&s)[0].qos, QoS::AtLeastOnce);
     }
 
@@ -287,36 +261,15 @@ mod tests {
             },
         );
         // No Local: not sent back to the publisher [MQTT-3.8.3-3].
+        assert_eq!(route(&r, &msg("t", QoS::AtLeastOnce, "me"), &m).queued, 0);
         assert_eq!(
-            r.route(
-                &msg("t", QoS::AtLeastOnce, "me"),
-                100,
-                &m,
-                &Parker::default()
-            )
-            .queued,
-            0
-        );
-        assert_eq!(
-            r.route(
-                &msg("t", QoS::AtLeastOnce, "other"),
-                100,
-                &m,
-                &Parker::default()
-            )
-            .queued,
+            route(&r, &msg("t", QoS::AtLeastOnce, "other"), &m).queued,
             1
         );
         assert!(r.unsubscribe(&s, "t"));
         assert!(!r.unsubscribe(&s, "t"));
         assert_eq!(
-            r.route(
-                &msg("t", QoS::AtLeastOnce, "other"),
-                100,
-                &m,
-                &Parker::default()
-            )
-            .queued,
+            route(&r, &msg("t", QoS::AtLeastOnce, "other"), &m).queued,
             0
         );
         assert_eq!(r.filter_count(), 0);
@@ -331,16 +284,7 @@ mod tests {
         r.subscribe(&a, "$share/g/t/+", &sub(QoS::AtLeastOnce, None));
         r.subscribe(&b, "$share/g/t/+", &sub(QoS::AtLeastOnce, None));
         for _ in 0..10 {
-            assert_eq!(
-                r.route(
-                    &msg("t/1", QoS::AtLeastOnce, "p"),
-                    100,
-                    &m,
-                    &Parker::default()
-                )
-                .queued,
-                1
-            );
+            assert_eq!(route(&r, &msg("t/1", QoS::AtLeastOnce, "p"), &m).queued, 1);
         }
         // Round-robin: both members got some.
         assert_eq!(drain(&a).len(), 5);
