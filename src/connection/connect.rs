@@ -98,16 +98,14 @@ fn assigned_id() -> String {
 /// starts a new one [MQTT-3.1.2-4]. A session whose expiry interval is 0 lasts only as
 /// long as its connection [MQTT-3.1.2-10] (3.1.1: CleanSession=1), so one found here is
 /// ending (its connection is closing, or was just taken over): it is ended too, and a new one
-/// started. Returns the session, whether it existed before (Session Present), the in-flight
-/// state to resume, and whether a session of this client was ended here (then the store has
-/// nothing newer to restore).
+/// started (`Broker::end_session` remembers it, see `Broker::take_ended`). Returns the
+/// session, whether it existed before (Session Present), and the in-flight state to resume.
 pub async fn attach(
     broker: &Broker,
     client_id: &ClientId,
     clean_start: bool,
     conn_id: u64,
 ) -> Attached {
-    let mut ended = false;
     loop {
         let (session, created) = broker.registry.get_or_create(client_id);
         let prev = match session.claim(conn_id) {
@@ -140,7 +138,6 @@ pub async fn attach(
         if (clean_start || ending) && !created {
             broker.end_session(&session).await;
             session.release(conn_id);
-            ended = true;
             continue;
         }
         let carried = session.take_carried();
@@ -148,7 +145,6 @@ pub async fn attach(
             session,
             present: !created,
             carried,
-            ended,
         };
     }
 }
@@ -159,8 +155,6 @@ pub struct Attached {
     /// The session existed before this connection (Session Present).
     pub present: bool,
     pub carried: Carried,
-    /// A previous session of this client was ended by `attach`.
-    pub ended: bool,
 }
 
 /// The CONNACK for an accepted CONNECT.

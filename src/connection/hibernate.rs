@@ -63,6 +63,12 @@ struct Slot {
 type Millis = u64;
 const NO_DEADLINE: Millis = Millis::MAX;
 
+/// A slab key as the deadline heap keeps it. Keys stay below the number of parked
+/// connections, far below `u32::MAX`; one that did not fit would only never match.
+fn heap_key(key: usize) -> u32 {
+    u32::try_from(key).unwrap_or(u32::MAX)
+}
+
 impl Parker {
     /// The poller, started on first use; `None` if it could not start (logged once).
     fn inner(&self) -> Option<&Arc<Inner>> {
@@ -110,9 +116,7 @@ impl Parker {
         if deadline != NO_DEADLINE {
             let d = deadline;
             let earliest = st.deadlines.peek().is_none_or(|Reverse((e, _))| d < *e);
-            // Slab keys are below the number of parked connections, far below u32::MAX.
-            st.deadlines
-                .push(Reverse((d, u32::try_from(key).unwrap_or(u32::MAX))));
+            st.deadlines.push(Reverse((d, heap_key(key))));
             if earliest {
                 // The poller may be sleeping until a later deadline.
                 let _ = inner.waker.wake();
@@ -241,7 +245,7 @@ impl Inner {
                         .slots
                         .iter()
                         .filter(|(_, s)| s.deadline != NO_DEADLINE)
-                        .map(|(k, s)| Reverse((s.deadline, u32::try_from(k).unwrap_or(u32::MAX))))
+                        .map(|(k, s)| Reverse((s.deadline, heap_key(k))))
                         .collect();
                 }
             }

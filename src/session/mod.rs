@@ -222,8 +222,7 @@ impl Session {
                     return EnqueueResult::QueuedWakeParked(slot);
                 }
             }
-            EnqueueResult::Queued | EnqueueResult::QueuedWakeParked(_) => {}
-            EnqueueResult::QueueFull { .. } | EnqueueResult::Offline => {}
+            _ => {}
         }
         result
     }

@@ -12,12 +12,12 @@ use tokio::io::{AsyncRead, AsyncWrite};
 /// `connection::hibernate`): the others hold protocol state (TLS records, WebSocket frames)
 /// that lives in their task.
 pub trait Transport: AsyncRead + AsyncWrite + Unpin + Send + 'static {
-    /// The socket itself, if this transport can hibernate.
-    fn into_tcp(self) -> Result<std::io::Result<std::net::TcpStream>, Self>
+    /// The socket itself; only called when `can_hibernate` says this transport can.
+    fn into_tcp(self) -> std::io::Result<std::net::TcpStream>
     where
         Self: Sized,
     {
-        Err(self)
+        Err(std::io::ErrorKind::Unsupported.into())
     }
 
     fn can_hibernate(&self) -> bool {
@@ -26,8 +26,8 @@ pub trait Transport: AsyncRead + AsyncWrite + Unpin + Send + 'static {
 }
 
 impl Transport for tokio::net::TcpStream {
-    fn into_tcp(self) -> Result<std::io::Result<std::net::TcpStream>, Self> {
-        Ok(self.into_std())
+    fn into_tcp(self) -> std::io::Result<std::net::TcpStream> {
+        self.into_std()
     }
 
     fn can_hibernate(&self) -> bool {
