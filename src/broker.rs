@@ -1,29 +1,21 @@
-//! The broker's shared state, and the operations that touch several parts of it: publishing
-//! a message (retained index, router, hooks) and ending a session.
+//! The broker's shared state, and the operations that touch several parts of it: delivering
+//! a message to a session (the one path every enqueue takes), publishing a message (retained
+//! index, router, persistence) and ending a session.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use std::collections::HashMap;
-use std::time::Instant;
-
-use parking_lot::Mutex;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::Config;
 use crate::connection::Parker;
-use crate::hooks::Hooks;
-use crate::message::{ClientId, Message};
+use crate::message::{Delivery, Message};
 use crate::metrics::Metrics;
-use crate::router::{RouteOutcome, Router};
-use crate::session::{Registry, Session};
-
-/// Ended sessions remembered (see `Broker::ended`) before old ones are pruned.
-const ENDED_PRUNE_AT: usize = 65_536;
-/// How long an ended session is remembered while store writes are pending.
-const ENDED_KEEP: Duration = Duration::from_secs(600);
+use crate::persistence::Persistence;
+use crate::router::Router;
+use crate::session::{EnqueueResult, Registry, Session};
 
 /// Everything the connections share. One per process.
 pub struct Broker {
@@ -31,96 +23,115 @@ pub struct Broker {
     pub router: Router,
     pub registry: Registry,
     pub metrics: Metrics,
-    pub hooks: Hooks,
+    pub persistence: Persistence,
     /// Cancelled when the broker shuts down.
     pub shutdown: CancellationToken,
     /// Connection and timer tasks, awaited on shutdown.
     pub tasks: TaskTracker,
     /// Where idle connections hibernate.
     pub parker: Parker,
-    /// Clients whose session ended here, and when. Their subscriptions' deletion may still
-    /// wait in the store's writer, so the store is not asked for their session when they
-    /// come back (it would return the ended one). Taken when the client connects again.
-    ended: Mutex<HashMap<ClientId, Instant>>,
     next_conn_id: AtomicU64,
 }
 
+/// What one publish did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct RouteOutcome {
+    /// Sessions the message was queued for.
+    pub queued: usize,
+    /// Sessions whose queue was full.
+    pub dropped: usize,
+}
+
 impl Broker {
-    pub fn new(config: Config, hooks: Hooks) -> Arc<Broker> {
+    pub fn new(config: Config, persistence: Persistence) -> Arc<Broker> {
         Arc::new(Broker {
             config,
             router: Router::new(),
             registry: Registry::default(),
             metrics: Metrics::default(),
-            hooks,
+            persistence,
             shutdown: CancellationToken::new(),
             tasks: TaskTracker::new(),
             parker: Parker::default(),
-            ended: Mutex::default(),
             next_conn_id: AtomicU64::new(1),
         })
     }
 
-    pub fn next_conn_id(&self) -> u64 {
+    pub(crate) fn next_conn_id(&self) -> u64 {
         self.next_conn_id.fetch_add(1, Ordering::Relaxed)
     }
 
-    /// Publishes an application message: updates the retained index if it is retained,
-    /// queues it for every matching subscription, and runs the message hooks.
-    pub async fn publish(&self, msg: Arc<Message>) -> RouteOutcome {
-        // The hook first: it gives the message its msgid, which acknowledgements refer to.
-        self.hooks.message_published(&msg).await;
-        if msg.retain && !self.hooks.handles_retained_lookup() {
-            self.router.retained.set(&msg);
+    /// Queues one delivery for one session: every message a session gets, live or replayed
+    /// on subscribe, comes through here. Applies the queue bound (`max_queued_messages`):
+    /// a message that does not fit is dropped, counted (`dropped_queue_full`) and logged once
+    /// per overflow episode of that session; a QoS 0 message for a client that is away is
+    /// not queued (`dropped_qos0_offline`). Wakes a hibernating owner.
+    pub(crate) fn deliver(&self, session: &Session, d: Delivery) -> EnqueueResult {
+        let max_queue = self.config.mqtt.max_queued_messages;
+        let result = session.enqueue(d, max_queue);
+        match result {
+            EnqueueResult::Queued { wake_parked } => {
+                if let Some(slot) = wake_parked {
+                    self.parker.wake(slot);
+                }
+            }
+            EnqueueResult::QueueFull { first } => {
+                self.metrics.inc_dropped_queue_full();
+                if first {
+                    tracing::warn!(
+                        client = %session.client_id,
+                        max_queue,
+                        "session queue full: dropping new messages until it drains"
+                    );
+                }
+            }
+            EnqueueResult::Offline => self.metrics.inc_dropped_qos0_offline(),
         }
-        self.router.route(
-            &msg,
-            self.config.mqtt.max_queued_messages,
-            &self.metrics,
-            &self.parker,
-        )
+        result
     }
 
-    /// Ends a session: removes it from the registry and its subscriptions from the router,
-    /// and publishes a will that was waiting for its delay.
-    pub async fn end_session(&self, session: &Arc<Session>) {
+    /// Publishes an application message: updates the retained index if it is retained,
+    /// queues it for every matching subscription, and hands it to the store.
+    pub(crate) async fn publish(&self, msg: Arc<Message>) -> RouteOutcome {
+        // The store first: it gives the message its msgid, which acknowledgements refer to.
+        self.persistence.message_published(&msg).await;
+        if msg.retain {
+            self.router.retained.set(&msg);
+        }
+        let mut out = RouteOutcome::default();
+        self.router
+            .route(&msg, |session, d| match self.deliver(session, d) {
+                EnqueueResult::Queued { .. } => out.queued += 1,
+                EnqueueResult::QueueFull { .. } => out.dropped += 1,
+                EnqueueResult::Offline => {}
+            });
+        out
+    }
+
+    /// Ends a session: removes it from the registry and its subscriptions from the router
+    /// (and the store), and publishes a will that was waiting for its delay.
+    pub(crate) async fn end_session(&self, session: &Arc<Session>) {
         let (subs, will) = session.end(&self.registry);
-        self.remember_ended(&session.client_id);
         for filter in subs.keys() {
             self.router.unsubscribe(session, filter);
-            // The session's subscriptions end with it, in the store too, so that a later
-            // session of this client does not get them back [MQTT-3.1.2-6].
-            self.hooks
-                .session_unsubscribed(&session.client_id, filter)
-                .await;
         }
+        self.persistence
+            .session_ended(&session.client_id, subs.keys().map(String::as_str))
+            .await;
         if let Some(will) = will {
             self.metrics.inc_wills_published();
             self.publish(will).await;
         }
     }
 
-    fn remember_ended(&self, client: &ClientId) {
-        let now = Instant::now();
-        let mut ended = self.ended.lock();
-        if ended.len() >= ENDED_PRUNE_AT {
-            // Clients that never came back: forget those ended long ago, or all of them
-            // once the store has written everything.
-            let writes_pending = self.hooks.stats().is_some_and(|s| s.writer.pending > 0);
-            ended.retain(|_, at| writes_pending && now.duration_since(*at) < ENDED_KEEP);
-        }
-        ended.insert(client.clone(), now);
-    }
-
-    /// True (once) if `client`'s session ended here since it last connected: the store's
-    /// copy of it may be stale, and there is nothing newer to restore.
-    pub fn take_ended(&self, client: &ClientId) -> bool {
-        self.ended.lock().remove(client).is_some()
-    }
-
     /// After a connection leaves a session that outlives it: ends the session when its expiry
     /// interval runs out, unless a client reattached meanwhile.
-    pub fn schedule_expiry(self: &Arc<Self>, session: Arc<Session>, detaches: u64, secs: u32) {
+    pub(crate) fn schedule_expiry(
+        self: &Arc<Self>,
+        session: Arc<Session>,
+        detaches: u64,
+        secs: u32,
+    ) {
         if secs == u32::MAX {
             return;
         }
@@ -135,5 +146,85 @@ impl Broker {
                 broker.end_session(&session).await;
             }
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::message::ClientId;
+    use crate::session::Subscription;
+    use bytes::Bytes;
+    use dynamq_codec::{PublishProperties, QoS, SubscriptionOptions};
+
+    fn broker(max_queued_messages: usize) -> Arc<Broker> {
+        let mut config = Config::default();
+        config.mqtt.max_queued_messages = max_queued_messages;
+        Broker::new(config, Persistence::none())
+    }
+
+    fn msg(topic: &str, qos: QoS) -> Arc<Message> {
+        Arc::new(Message {
+            topic: Bytes::copy_from_slice(topic.as_bytes()),
+            payload: Bytes::from_static(b"x"),
+            qos,
+            retain: false,
+            properties: PublishProperties::default(),
+            expires_at: None,
+            sender: ClientId::new("p"),
+            msgid: Default::default(),
+        })
+    }
+
+    fn dropped_queue_full(b: &Broker) -> u64 {
+        b.metrics.dropped_queue_full.load(Ordering::Relaxed)
+    }
+
+    #[tokio::test]
+    async fn full_queue_drops_and_counts() {
+        let b = broker(2);
+        let s = Arc::new(Session::new(ClientId::new("a")));
+        s.claim(1).expect("a new session has not ended");
+        let sub = Subscription {
+            options: SubscriptionOptions::qos(QoS::AtLeastOnce),
+            id: None,
+        };
+        b.router.subscribe(&s, "t", &sub);
+        let mut outcomes = Vec::new();
+        for _ in 0..3 {
+            outcomes.push(b.publish(msg("t", QoS::AtLeastOnce)).await);
+        }
+        assert_eq!(
+            outcomes[0],
+            RouteOutcome {
+                queued: 1,
+                dropped: 0
+            }
+        );
+        assert_eq!(
+            outcomes[2],
+            RouteOutcome {
+                queued: 0,
+                dropped: 1
+            }
+        );
+        assert_eq!(dropped_queue_full(&b), 1);
+        let mut out = Vec::new();
+        s.take_queued_within(10, 10, &mut out);
+        assert_eq!(out.len(), 2);
+    }
+
+    #[test]
+    fn qos0_for_a_client_away_is_counted() {
+        let b = broker(10);
+        let s = Session::new(ClientId::new("away"));
+        let d = Delivery {
+            msg: msg("t", QoS::AtMostOnce),
+            qos: QoS::AtMostOnce,
+            retain: false,
+            sub_ids: Vec::new(),
+        };
+        assert_eq!(b.deliver(&s, d), EnqueueResult::Offline);
+        assert_eq!(b.metrics.dropped_qos0_offline.load(Ordering::Relaxed), 1);
     }
 }

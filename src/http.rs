@@ -56,11 +56,6 @@ pub fn render(broker: &Broker) -> String {
         metric(&mut out, &format!("{name}_total"), "counter", help, value);
     }
     let sessions = broker.registry.all();
-    // With on_retain_lookup the store's index holds them; otherwise the router's.
-    let retained = match broker.hooks.stats() {
-        Some(s) if broker.hooks.handles_retained_lookup() => s.retained,
-        _ => broker.router.retained.len() as u64,
-    };
     let online = sessions.iter().filter(|s| s.is_online()).count();
     let gauges = [
         ("clients_connected", "Clients connected now.", online as u64),
@@ -82,7 +77,7 @@ pub fn render(broker: &Broker) -> String {
         (
             "retained_messages",
             "Retained messages in memory.",
-            retained,
+            broker.router.retained.len() as u64,
         ),
     ];
     for (name, help, value) in gauges {
@@ -93,9 +88,9 @@ pub fn render(broker: &Broker) -> String {
         "store_action_errors_total",
         "counter",
         "Store actions that failed (each logged with its cause).",
-        broker.hooks.errors(),
+        broker.persistence.errors(),
     );
-    if let Some(s) = broker.hooks.stats() {
+    if let Some(s) = broker.persistence.stats() {
         let w = s.writer;
         let counters = [
             (

@@ -7,9 +7,12 @@
 //!   writes, will messages.
 //! - `session`: what outlives a connection: subscriptions, the bounded message queue,
 //!   in-flight messages; and the registry of sessions by client id.
-//! - `router`: the subscription trie and the retained messages.
-//! - `hooks`: broker events turned into store actions.
-//! - `broker`: the shared state and the operations that span modules (publish, end session).
+//! - `router`: the subscription trie and the retained messages; it hands what matches to its
+//!   caller and knows nothing of connections.
+//! - `persistence`: broker events handed to the store's actions, and what the store gives
+//!   back.
+//! - `broker`: the shared state and the operations that span modules (deliver, publish, end
+//!   session).
 //! - `server`: listeners up, shutdown down.
 //! - `http`: the metrics endpoint.
 //! - `config`: the TOML configuration.
@@ -17,10 +20,10 @@
 pub mod broker;
 pub mod config;
 pub mod connection;
-pub mod hooks;
 pub mod http;
 pub mod message;
 pub mod metrics;
+pub mod persistence;
 pub mod router;
 pub mod server;
 pub mod session;

@@ -20,9 +20,9 @@ use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};
 use dynamq::broker::Broker;
 use dynamq::config::{Config, StoreKind};
-use dynamq::hooks::setup;
+use dynamq::persistence::setup;
 use dynamq::server;
-use dynamq_store::hooks::HookSpec;
+use dynamq_store::binding::Binding;
 use dynamq_store::tables::{Billing, Created};
 
 #[derive(Parser)]
@@ -153,8 +153,8 @@ fn parse_listeners(values: &[String], flag: &str) -> Result<Option<Vec<SocketAdd
         .map(Some)
 }
 
-/// The configuration and the hooks it names.
-fn load_config(args: &ServeArgs) -> Result<(Config, Vec<HookSpec>)> {
+/// The configuration and the bindings (hooks) it names.
+fn load_config(args: &ServeArgs) -> Result<(Config, Vec<Binding>)> {
     let mut config = match &args.config {
         Some(path) => Config::load(path)?,
         None => Config::default(),
@@ -198,11 +198,11 @@ fn load_config(args: &ServeArgs) -> Result<(Config, Vec<HookSpec>)> {
     if let Some(m) = args.max_packet_size {
         config.mqtt.max_packet_size = m;
     }
-    let mut hooks = setup::hooks_from_config(&config.hooks)?;
+    let mut bindings = setup::bindings_from_config(&config.hooks)?;
     if let Some(file) = &args.backend_conf {
         let from_file = setup::apply_backend_conf(&mut config, file)?;
         if !from_file.is_empty() {
-            hooks = from_file;
+            bindings = from_file;
         }
     }
     if let Some(kind) = &args.store {
@@ -213,7 +213,7 @@ fn load_config(args: &ServeArgs) -> Result<(Config, Vec<HookSpec>)> {
         };
     }
     config.validate()?;
-    Ok((config, hooks))
+    Ok((config, bindings))
 }
 
 fn init_logging(level: &str) -> Result<()> {
@@ -229,23 +229,23 @@ fn init_logging(level: &str) -> Result<()> {
 }
 
 async fn serve(args: ServeArgs) -> Result<()> {
-    let (config, hooks) = load_config(&args)?;
+    let (config, bindings) = load_config(&args)?;
     init_logging(&config.log_level)?;
     if config.store.kind == StoreKind::Embedded {
         std::fs::create_dir_all(&config.data_dir)
             .with_context(|| format!("cannot create data dir {}", config.data_dir.display()))?;
     }
     tracing::info!(node = %config.node_name, store = ?config.store.kind, "dynamq {} starting", env!("CARGO_PKG_VERSION"));
-    let hooks = setup::build(&config, hooks).await?;
-    if let Some(b) = hooks.backend() {
-        let names: Vec<String> = b
-            .hooks()
+    let persistence = setup::build(&config, bindings).await?;
+    if let Some(a) = persistence.actions() {
+        let names: Vec<String> = a
+            .bindings()
             .iter()
-            .map(|h| format!("{}:{}", h.event, h.function))
+            .map(|h| format!("{}:{}", h.event, h.action))
             .collect();
         tracing::info!(hooks = %names.join(","), "store hooks active");
     }
-    let broker = Broker::new(config, hooks);
+    let broker = Broker::new(config, persistence);
     server::start(&broker).await?;
     wait_for_signal().await;
     tracing::info!("shutting down");

@@ -29,11 +29,22 @@ pub enum StartError {
     Io(#[from] std::io::Error),
     #[error(transparent)]
     Tls(#[from] TlsError),
+    #[error("cannot load the retained messages from the store")]
+    Retained(#[source] dynamq_store::ActionsError),
 }
 
-/// Binds every configured listener, then starts accepting on all of them: a listener that
-/// cannot bind stops the start before any client is accepted.
+/// Loads the retained messages the store keeps, binds every configured listener, then starts
+/// accepting on all of them: a listener that cannot bind stops the start before any client
+/// is accepted.
 pub async fn start(broker: &Arc<Broker>) -> Result<Bound, StartError> {
+    let retained = broker
+        .persistence
+        .retained_messages()
+        .await
+        .map_err(StartError::Retained)?;
+    for msg in retained.into_iter().flatten() {
+        broker.router.retained.set(&msg);
+    }
     let l = &broker.config.listeners;
     let acceptor = match (&broker.config.tls.cert_file, &broker.config.tls.key_file) {
         (Some(cert), Some(key)) if !l.tls.is_empty() || !l.wss.is_empty() => {
@@ -160,11 +171,11 @@ pub async fn shutdown(broker: &Arc<Broker>, deadline: Duration) {
     }
     // Writes still queued for the store go out now; with the store unreachable they would
     // wait forever, so the wait is bounded and what is left is reported.
-    if tokio::time::timeout(STORE_FLUSH_DEADLINE, broker.hooks.flush())
+    if tokio::time::timeout(STORE_FLUSH_DEADLINE, broker.persistence.flush())
         .await
         .is_err()
     {
-        let pending = broker.hooks.stats().map_or(0, |s| s.writer.pending);
+        let pending = broker.persistence.stats().map_or(0, |s| s.writer.pending);
         tracing::error!(
             pending,
             "store writes not durable after {STORE_FLUSH_DEADLINE:?}; exiting without them"

@@ -8,7 +8,8 @@
 //!   output buffer.
 //! - `error`: decode/encode errors, each naming the spec statement it enforces and the
 //!   reason code it maps to.
-//! - `topic`: topic name and topic filter validation, matching, shared subscriptions.
+//! - `topic`: topic name and topic filter validation, matching, shared subscriptions;
+//!   `topic_map`: a map from topics to values with wildcard lookup (retained messages).
 //! - `properties` and `wire` (private): MQTT 5 properties and the basic data types, shared
 //!   by decoding and encoding.
 //!
@@ -42,6 +43,7 @@ pub mod packet;
 mod properties;
 pub mod reason;
 pub mod topic;
+pub mod topic_map;
 mod wire;
 
 pub use decode::{Decoder, read_fixed_header};

@@ -1,5 +1,5 @@
-//! The CONNECT handshake: validate the CONNECT, take over or create the session, answer with
-//! CONNACK.
+//! The rules of CONNECT: validate it, take over or create the session, the CONNACK that
+//! accepts or refuses it. (`handshake` runs them in order.)
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -8,10 +8,10 @@ use dynamq_codec::{ConnAck, ConnAckProperties, Connect, Protocol, ReasonCode};
 
 use crate::broker::Broker;
 use crate::message::ClientId;
-use crate::session::{Carried, Session};
+use crate::session::Session;
 
 /// What the broker decided about a CONNECT.
-pub struct Accepted {
+pub(super) struct Accepted {
     pub client_id: ClientId,
     /// Set when the broker chose the id [MQTT-3.1.3-6] (v5: told in Assigned Client
     /// Identifier).
@@ -26,7 +26,10 @@ pub struct Accepted {
 
 /// Checks a CONNECT against the spec's rules and the broker's limits. `Err` is the CONNACK
 /// reason to refuse with.
-pub fn validate(broker: &Broker, c: &Connect) -> Result<Accepted, (ReasonCode, &'static str)> {
+pub(super) fn validate(
+    broker: &Broker,
+    c: &Connect,
+) -> Result<Accepted, (ReasonCode, &'static str)> {
     let limits = &broker.config.mqtt;
     if c.protocol.is_v5() && c.properties.authentication_method.is_some() {
         // No enhanced authentication method is supported [MQTT-4.12.0-1].
@@ -98,14 +101,15 @@ fn assigned_id() -> String {
 /// starts a new one [MQTT-3.1.2-4]. A session whose expiry interval is 0 lasts only as
 /// long as its connection [MQTT-3.1.2-10] (3.1.1: CleanSession=1), so one found here is
 /// ending (its connection is closing, or was just taken over): it is ended too, and a new one
-/// started (`Broker::end_session` remembers it, see `Broker::take_ended`). Returns the
-/// session, whether it existed before (Session Present), and the in-flight state to resume.
-pub async fn attach(
+/// started (the store is then not asked for it, see `Persistence::stored_session`). Returns
+/// the session, whose in-flight state the connection resumes, and whether it existed before
+/// (Session Present).
+pub(super) async fn attach(
     broker: &Broker,
     client_id: &ClientId,
     clean_start: bool,
     conn_id: u64,
-) -> Attached {
+) -> (Arc<Session>, bool) {
     loop {
         let (session, created) = broker.registry.get_or_create(client_id);
         let prev = match session.claim(conn_id) {
@@ -140,25 +144,12 @@ pub async fn attach(
             session.release(conn_id);
             continue;
         }
-        let carried = session.take_carried();
-        return Attached {
-            session,
-            present: !created,
-            carried,
-        };
+        return (session, !created);
     }
 }
 
-/// What `attach` found.
-pub struct Attached {
-    pub session: Arc<Session>,
-    /// The session existed before this connection (Session Present).
-    pub present: bool,
-    pub carried: Carried,
-}
-
 /// The CONNACK for an accepted CONNECT.
-pub fn connack(broker: &Broker, protocol: Protocol, a: &Accepted, present: bool) -> ConnAck {
+pub(super) fn connack(broker: &Broker, protocol: Protocol, a: &Accepted, present: bool) -> ConnAck {
     let limits = &broker.config.mqtt;
     let mut properties = ConnAckProperties::default();
     if protocol.is_v5() {
@@ -185,7 +176,7 @@ pub fn connack(broker: &Broker, protocol: Protocol, a: &Accepted, present: bool)
 }
 
 /// The CONNACK refusing a CONNECT; Session Present is 0 [MQTT-3.2.2-6].
-pub fn refusal(reason: ReasonCode, msg: &str, protocol: Protocol) -> ConnAck {
+pub(super) fn refusal(reason: ReasonCode, msg: &str, protocol: Protocol) -> ConnAck {
     let mut properties = ConnAckProperties::default();
     if protocol.is_v5() {
         properties.reason_string = Some(msg.to_string());

@@ -276,6 +276,6 @@ impl Inner {
             NO_DEADLINE => Instant::now(),
             d => self.instant(d),
         };
-        super::respawn(slot.conn, slot.socket, deadline);
+        super::respawn(slot.conn, slot.socket, deadline, true);
     }
 }

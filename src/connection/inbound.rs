@@ -9,14 +9,22 @@ use dynamq_codec::{
     Disconnect, Packet, PubResp, Publish, PublishProperties, QoS, ReasonCode, ReasonProperties,
     RetainHandling, SubAck, Subscribe, SubscriptionOptions, UnsubAck, Unsubscribe,
 };
+use dynamq_store::msgid::MsgId;
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::{Conn, ConnError, End};
 use crate::message::{Delivery, Message};
-use crate::session::Subscription;
 use crate::session::inflight::OutState;
+use crate::session::{EnqueueResult, Subscription};
 
 type Handled = Result<Option<End>, ConnError>;
+
+/// A message a new subscription gets at once: a retained one, or a stored one replayed.
+pub(super) struct Backlog {
+    delivery: Delivery,
+    /// For a replayed stored message: the filter it was replayed to.
+    replay_of: Option<String>,
+}
 
 impl<R, W> Conn<R, W>
 where
@@ -57,41 +65,11 @@ where
         Ok(None)
     }
 
-    /// Resolves a v5 topic alias [MQTT-3.3.2-12]: a topic with an alias sets it, an empty
-    /// topic with an alias uses it.
-    fn resolve_alias(&mut self, p: &mut Publish) -> Result<(), ConnError> {
-        let Some(alias) = p.properties.topic_alias.take() else {
-            return Ok(());
-        };
-        let max = self.broker.config.mqtt.topic_alias_maximum;
-        if alias == 0 || alias > max {
-            return Err(ConnError::protocol(
-                ReasonCode::TopicAliasInvalid,
-                "[MQTT-3.3.2-9] topic alias is 0 or above the Topic Alias Maximum",
-            ));
-        }
-        let i = usize::from(alias) - 1;
-        if p.topic.is_empty() {
-            match self.topic_aliases.get(i).cloned().flatten() {
-                Some(t) => p.topic = t,
-                None => {
-                    return Err(ConnError::protocol(
-                        ReasonCode::ProtocolError,
-                        "[MQTT-3.3.2-12] topic alias not yet mapped to a topic (a Protocol Error, spec 3.3.2.3.4)",
-                    ));
-                }
-            }
-        } else {
-            if self.topic_aliases.len() <= i {
-                self.topic_aliases.resize(i + 1, None);
-            }
-            self.topic_aliases[i] = Some(p.topic.clone());
-        }
-        Ok(())
-    }
-
     async fn on_publish(&mut self, mut p: Publish) -> Result<(), ConnError> {
-        self.resolve_alias(&mut p)?;
+        if let Some(alias) = p.properties.topic_alias.take() {
+            let max = self.broker.config.mqtt.topic_alias_maximum;
+            self.neg.topic_aliases.resolve(alias, &mut p.topic, max)?;
+        }
         if p.topic.is_empty() {
             return Err(ConnError::protocol(
                 ReasonCode::ProtocolError,
@@ -190,10 +168,10 @@ where
     async fn on_subscribe(&mut self, s: Subscribe) -> Result<(), ConnError> {
         let sub_id = s.properties.subscription_identifier;
         let mut codes = Vec::with_capacity(s.filters.len());
-        let mut retained: Vec<Delivery> = Vec::new();
+        let mut backlog = Vec::new();
         for (filter, options) in s.filters {
             let code = self
-                .subscribe_one(&filter, options, sub_id, &mut retained)
+                .subscribe_one(&filter, options, sub_id, &mut backlog)
                 .await?;
             codes.push(code);
         }
@@ -204,11 +182,35 @@ where
             properties: ReasonProperties::default(),
             reason_codes: codes,
         }));
-        let max = self.broker.config.mqtt.max_queued_messages;
-        for d in retained {
-            self.session.enqueue(d, max);
-        }
+        self.deliver_backlog(backlog);
         Ok(())
+    }
+
+    /// Queues what new subscriptions get at once, through the one delivery path (which
+    /// counts what does not fit). A replayed stored message counts as had by the
+    /// subscription only once it was queued: one dropped stays replayable.
+    fn deliver_backlog(&mut self, backlog: Vec<Backlog>) {
+        let mut replayed: Vec<(String, MsgId)> = Vec::new();
+        for Backlog {
+            delivery,
+            replay_of,
+        } in backlog
+        {
+            let msgid = delivery.msg.msgid.get().copied();
+            let queued = matches!(
+                self.broker.deliver(&self.session, delivery),
+                EnqueueResult::Queued { .. }
+            );
+            if let (true, Some(filter), Some(id)) = (queued, replay_of, msgid) {
+                replayed.push((filter, id));
+            }
+        }
+        for chunk in replayed.chunk_by(|a, b| a.0 == b.0) {
+            let ids: Vec<MsgId> = chunk.iter().map(|(_, id)| *id).collect();
+            self.broker
+                .persistence
+                .replayed(&self.client_id, &chunk[0].0, &ids);
+        }
     }
 
     async fn subscribe_one(
@@ -216,7 +218,7 @@ where
         filter: &str,
         options: SubscriptionOptions,
         sub_id: Option<u32>,
-        retained: &mut Vec<Delivery>,
+        backlog: &mut Vec<Backlog>,
     ) -> Result<ReasonCode, ConnError> {
         let shared = topic::parse_shared(filter);
         if !topic::valid_filter(filter) {
@@ -244,32 +246,30 @@ where
                 RetainHandling::SendIfNew => !existed,
                 RetainHandling::DoNotSend => false,
             };
-        let hooks = &self.broker.hooks;
-        if send_retained && !hooks.handles_retained_lookup() {
+        let delivery = |msg: Arc<Message>, retain: bool| Delivery {
+            qos: msg.qos.min(granted),
+            retain,
+            sub_ids: sub_id.into_iter().collect(),
+            msg,
+        };
+        if send_retained {
             for msg in self.broker.router.retained.matching(filter) {
-                retained.push(Delivery {
-                    qos: msg.qos.min(granted),
+                backlog.push(Backlog {
                     // Retained messages sent on subscribe carry RETAIN=1 [MQTT-3.3.1-9].
-                    retain: true,
-                    sub_ids: sub_id.into_iter().collect(),
-                    msg,
+                    delivery: delivery(msg, true),
+                    replay_of: None,
                 });
             }
         }
         let stored = self
             .broker
-            .hooks
+            .persistence
             .session_subscribed(&self.client_id, filter, granted, !existed)
             .await;
-        for d in stored {
-            if d.retained && !send_retained {
-                continue;
-            }
-            retained.push(Delivery {
-                qos: d.msg.qos.min(granted),
-                retain: d.retained,
-                sub_ids: sub_id.into_iter().collect(),
-                msg: d.msg,
+        for msg in stored {
+            backlog.push(Backlog {
+                delivery: delivery(msg, false),
+                replay_of: Some(filter.to_owned()),
             });
         }
         Ok(ReasonCode::granted(granted))
@@ -283,7 +283,7 @@ where
                 .with_state(|st| st.subscriptions.remove(filter));
             if removed {
                 self.broker
-                    .hooks
+                    .persistence
                     .session_unsubscribed(&self.client_id, filter)
                     .await;
             }
@@ -303,13 +303,13 @@ where
     /// DISCONNECT: a normal one discards the will [MQTT-3.14.4-3]; v5 0x04 keeps it.
     fn on_disconnect(&mut self, d: Disconnect) -> Result<End, ConnError> {
         if let Some(expiry) = d.properties.session_expiry_interval {
-            if self.connect_session_expiry == 0 && expiry != 0 {
+            if self.neg.connect_session_expiry == 0 && expiry != 0 {
                 return Err(ConnError::protocol(
                     ReasonCode::ProtocolError,
                     "[MQTT-3.14.2-2] DISCONNECT sets a Session Expiry Interval after CONNECT had 0",
                 ));
             }
-            self.session_expiry = match self.broker.config.mqtt.max_session_expiry {
+            self.neg.session_expiry = match self.broker.config.mqtt.max_session_expiry {
                 0 => expiry,
                 max => expiry.min(max),
             };
@@ -321,18 +321,15 @@ where
 
     /// Restores a session's subscriptions found in the store (on_subscribe_lookup).
     pub(super) async fn restore_subscriptions(&mut self, subs: Vec<(String, QoS)>) {
-        let mut retained = Vec::new();
+        let mut backlog = Vec::new();
         for (filter, qos) in subs {
             if let Err(e) = self
-                .subscribe_one(&filter, SubscriptionOptions::qos(qos), None, &mut retained)
+                .subscribe_one(&filter, SubscriptionOptions::qos(qos), None, &mut backlog)
                 .await
             {
                 tracing::warn!(client = %self.client_id, filter, "cannot restore subscription: {e}");
             }
         }
-        let max = self.broker.config.mqtt.max_queued_messages;
-        for d in retained {
-            self.session.enqueue(d, max);
-        }
+        self.deliver_backlog(backlog);
     }
 }

@@ -1,5 +1,5 @@
-//! One task per client connection: the CONNECT handshake, then one loop that reads packets,
-//! writes what is queued for the client, and enforces the keepalive.
+//! One task per client connection: the CONNECT handshake (`handshake`), then one loop that
+//! reads packets, writes what is queued for the client, and enforces the keepalive.
 //!
 //! The loop owns the connection's state (in-flight messages, topic aliases, buffers), so
 //! nothing here is locked except the session's queue when taking messages from it. Writes
@@ -11,8 +11,10 @@
 
 mod connect;
 pub mod error;
+mod handshake;
 pub mod hibernate;
 mod inbound;
+mod negotiated;
 mod outbound;
 mod parked;
 mod will;
@@ -22,7 +24,7 @@ use std::time::Duration;
 
 use bytes::BytesMut;
 use dynamq_codec::decode::Decoder;
-use dynamq_codec::{Disconnect, DisconnectProperties, LastWill, Packet, Protocol, ReasonCode};
+use dynamq_codec::{Disconnect, DisconnectProperties, Packet, ReasonCode};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::time::Instant;
 
@@ -32,6 +34,7 @@ use crate::session::{Carried, Session};
 use crate::transport::Transport;
 pub use error::ConnError;
 pub use hibernate::Parker;
+use negotiated::Negotiated;
 pub(crate) use parked::{Parked, respawn};
 use parked::{drive, hibernate_after};
 
@@ -68,14 +71,13 @@ struct Conn<R, W> {
     client_id: ClientId,
     /// Peer address, for log lines.
     peer: String,
-    protocol: Protocol,
+    /// What was agreed at CONNECT (and may change: DISCONNECT's session expiry, aliases).
+    neg: Negotiated,
     reader: R,
     writer: W,
     rbuf: BytesMut,
     wbuf: BytesMut,
     decoder: Decoder,
-    /// Seconds; 0 disables the keepalive check.
-    keep_alive: u16,
     /// When the keepalive runs out (1.5 times it after the last packet) [MQTT-3.1.2-22].
     deadline: Instant,
     /// Last read or write; the connection hibernates `hibernate_after` later.
@@ -84,151 +86,30 @@ struct Conn<R, W> {
     hibernate_after: Option<Duration>,
     /// In-flight state, owned here while connected and handed back to the session at the end.
     carried: Carried,
-    /// Most QoS 1/2 messages in flight to the client: min(its Receive Maximum, ours).
-    inflight_max: usize,
-    /// The client's Maximum Packet Size; larger messages are not sent to it [MQTT-3.1.2-24].
-    client_max_packet: usize,
-    /// Inbound topic aliases (v5) [MQTT-3.3.2-12].
-    topic_aliases: Vec<Option<bytes::Bytes>>,
-    will: Option<LastWill>,
-    /// Session Expiry Interval in force; DISCONNECT may change it [MQTT-3.14.2-2].
-    session_expiry: u32,
-    /// Session Expiry Interval given in CONNECT, for the DISCONNECT rule.
-    connect_session_expiry: u32,
     /// Scratch for messages taken from the session queue.
     batch: Vec<crate::message::Delivery>,
     /// How much room to give the next read (between READ_MIN and READ_MAX).
     read_hint: usize,
 }
 
+/// A connection's byte stream and what has been read from it, handed from the handshake
+/// (or a wake-up) to the running connection.
+struct Io<R, W> {
+    reader: R,
+    writer: W,
+    /// Bytes read and not yet decoded (a client may send packets right behind CONNECT).
+    rbuf: BytesMut,
+    /// Knows the protocol version since CONNECT.
+    decoder: Decoder,
+    peer: String,
+}
+
 /// Serves one accepted connection until it ends. Never panics on client input; every
 /// violation is logged with the client id and the statement it breaks.
 pub async fn serve<S: Transport>(broker: Arc<Broker>, stream: S, peer: String) {
-    let can_hibernate = stream.can_hibernate();
-    broker.metrics.inc_connections_accepted();
-    let (mut reader, mut writer) = tokio::io::split(stream);
-    let mut rbuf = BytesMut::with_capacity(512);
-    let mut decoder = Decoder::new(broker.config.mqtt.max_packet_size);
-
-    let connect = match read_connect(&broker, &mut reader, &mut rbuf, &mut decoder).await {
-        Ok(Some(c)) => c,
-        Ok(None) => return,
-        Err(e) => {
-            if let ConnError::Decode(d) = &e {
-                // An unknown protocol level gets CONNACK 0x01 before the close [MQTT-3.1.2-2].
-                if let Some(code) = d.v3_connack_code() {
-                    let mut buf = BytesMut::new();
-                    let ack = dynamq_codec::ConnAck {
-                        session_present: false,
-                        reason_code: dynamq_codec::ReasonCode::from_v3_connack(code)
-                            .unwrap_or(ReasonCode::UnsupportedProtocolVersion),
-                        properties: Default::default(),
-                    };
-                    if dynamq_codec::encode::encode(&Packet::ConnAck(ack), Protocol::V311, &mut buf)
-                        .is_ok()
-                    {
-                        let _ = write_with_deadline(&mut writer, &buf).await;
-                    }
-                }
-            }
-            if e.is_violation() {
-                broker.metrics.inc_protocol_errors();
-                tracing::warn!(peer = %peer, "closing connection before CONNECT: {e}");
-            } else {
-                tracing::debug!(peer = %peer, "connection ended before CONNECT: {e}");
-            }
-            return;
-        }
-    };
-    let protocol = connect.protocol;
-
-    let accepted = match connect::validate(&broker, &connect) {
-        Ok(a) => a,
-        Err((reason, msg)) => {
-            broker.metrics.inc_connects_refused();
-            tracing::warn!(peer = %peer, client = %connect.client_id, "CONNECT refused ({:#04x}): {msg}", reason.code());
-            let mut buf = BytesMut::new();
-            let ack = connect::refusal(reason, msg, protocol);
-            if dynamq_codec::encode::encode(&Packet::ConnAck(ack), protocol, &mut buf).is_ok() {
-                let _ = write_with_deadline(&mut writer, &buf).await;
-            }
-            return;
-        }
-    };
-
-    let conn_id = broker.next_conn_id();
-    let clean_start = connect.clean_start;
-    let connect::Attached {
-        session,
-        present,
-        carried,
-    } = connect::attach(&broker, &accepted.client_id, clean_start, conn_id).await;
-    session.with_state(|st| st.expiry_interval = accepted.session_expiry);
-
-    let props = &connect.properties;
-    let now = Instant::now();
-    let mut conn = Conn {
-        broker: broker.clone(),
-        session,
-        conn_id,
-        client_id: accepted.client_id.clone(),
-        peer,
-        protocol,
-        reader,
-        writer,
-        rbuf,
-        wbuf: BytesMut::new(),
-        decoder,
-        keep_alive: accepted.keep_alive,
-        deadline: now + keepalive_window(accepted.keep_alive),
-        active_at: now,
-        hibernate_after: hibernate_after(&broker, can_hibernate),
-        carried,
-        inflight_max: usize::from(
-            props
-                .receive_maximum
-                .unwrap_or(u16::MAX)
-                .min(broker.config.mqtt.max_inflight),
-        ),
-        client_max_packet: props.maximum_packet_size.map_or(usize::MAX, |m| m as usize),
-        topic_aliases: Vec::new(),
-        will: connect.will.clone(),
-        session_expiry: accepted.session_expiry,
-        connect_session_expiry: accepted.session_expiry,
-        batch: Vec::new(),
-        read_hint: READ_MIN,
-    };
-
-    // A session not in memory may be in the store (after a restart, or from another node):
-    // on_subscribe_lookup gives its subscriptions. A client that resumes gets them back and
-    // Session Present; with Clean Start they are deleted [MQTT-3.1.2-4]. A session that was
-    // in memory and has ended (just now, in `attach`, or earlier) is not looked for: the
-    // store may not have taken its deletion yet, and has nothing newer.
-    let stored = if present || broker.take_ended(&accepted.client_id) {
-        Vec::new()
-    } else {
-        broker.hooks.session_created(&conn.client_id).await
-    };
-    let (restore, stale) = if clean_start {
-        (Vec::new(), stored)
-    } else {
-        (stored, Vec::new())
-    };
-    let present = present || !restore.is_empty();
-    let ack = connect::connack(&broker, protocol, &accepted, present);
-    conn.send(&Packet::ConnAck(ack));
-    broker.metrics.inc_connects();
-    tracing::debug!(client = %conn.client_id, peer = %conn.peer, ?protocol, present, "connected");
-    broker.hooks.client_connected(&conn.client_id).await;
-    for (filter, _) in stale {
-        broker
-            .hooks
-            .session_unsubscribed(&conn.client_id, &filter)
-            .await;
+    if let Some(conn) = handshake::handshake(broker, stream, peer).await {
+        drive(conn).await;
     }
-    conn.restore_subscriptions(restore).await;
-    conn.resend_inflight();
-    drive(conn).await;
 }
 
 /// How long after the last packet the keepalive runs out: 1.5 times the keepalive
@@ -237,37 +118,11 @@ fn keepalive_window(keep_alive: u16) -> Duration {
     Duration::from_millis(u64::from(keep_alive) * 1500)
 }
 
-/// Reads until the first packet is complete. `Ok(None)`: the peer closed first.
-async fn read_connect<R: AsyncRead + Unpin>(
-    broker: &Broker,
-    reader: &mut R,
-    rbuf: &mut BytesMut,
-    decoder: &mut Decoder,
-) -> Result<Option<Box<dynamq_codec::Connect>>, ConnError> {
-    let secs = broker.config.mqtt.connect_timeout;
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    loop {
-        if let Some(p) = decoder.decode(rbuf)? {
-            return match p {
-                Packet::Connect(c) => Ok(Some(c)),
-                _ => Err(ConnError::protocol(
-                    ReasonCode::ProtocolError,
-                    "[MQTT-3.1.0-1] first packet is not CONNECT",
-                )),
-            };
-        }
-        rbuf.reserve(READ_MIN);
-        match tokio::time::timeout_at(deadline, reader.read_buf(rbuf)).await {
-            Err(_) => return Err(ConnError::ConnectTimeout(secs)),
-            Ok(Ok(0)) => return Ok(None),
-            Ok(Ok(_)) => {}
-            Ok(Err(e)) => return Err(e.into()),
-        }
-    }
-}
-
 /// Writes `buf` whole, giving up after a second (used for last words to a client).
-async fn write_with_deadline<W: AsyncWrite + Unpin>(w: &mut W, buf: &[u8]) -> std::io::Result<()> {
+pub(super) async fn write_with_deadline<W: AsyncWrite + Unpin>(
+    w: &mut W,
+    buf: &[u8],
+) -> std::io::Result<()> {
     match tokio::time::timeout(Duration::from_secs(1), async {
         w.write_all(buf).await?;
         w.flush().await?;
@@ -285,16 +140,48 @@ where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
+    /// A connection that owns `session` and takes over its in-flight state; its keepalive
+    /// starts now.
+    fn new(
+        broker: Arc<Broker>,
+        session: Arc<Session>,
+        conn_id: u64,
+        neg: Negotiated,
+        io: Io<R, W>,
+        hibernate_after: Option<Duration>,
+    ) -> Conn<R, W> {
+        let now = Instant::now();
+        Conn {
+            client_id: session.client_id.clone(),
+            carried: session.take_carried(),
+            broker,
+            session,
+            conn_id,
+            peer: io.peer,
+            deadline: now + keepalive_window(neg.keep_alive),
+            neg,
+            reader: io.reader,
+            writer: io.writer,
+            rbuf: io.rbuf,
+            wbuf: BytesMut::new(),
+            decoder: io.decoder,
+            active_at: now,
+            hibernate_after,
+            batch: Vec::new(),
+            read_hint: READ_MIN,
+        }
+    }
+
     /// Encodes a packet into the write buffer.
     fn send(&mut self, p: &Packet) {
-        if let Err(e) = dynamq_codec::encode::encode(p, self.protocol, &mut self.wbuf) {
+        if let Err(e) = dynamq_codec::encode::encode(p, self.neg.protocol, &mut self.wbuf) {
             tracing::error!(client = %self.client_id, "cannot encode packet: {e}");
         }
     }
 
     /// The main loop. Returns why it ended.
     async fn run(&mut self) -> End {
-        let keep_alive = keepalive_window(self.keep_alive);
+        let keep_alive = keepalive_window(self.neg.keep_alive);
         let shutdown = self.broker.shutdown.clone();
         let session = self.session.clone();
         loop {
@@ -307,7 +194,7 @@ where
             let spare = self.size_read_buffer();
             // One timer: the keepalive deadline or the time to hibernate, whichever is first.
             let hibernate_at = self.hibernate_after.map(|d| self.active_at + d);
-            let timer = match (self.keep_alive > 0, hibernate_at) {
+            let timer = match (self.neg.keep_alive > 0, hibernate_at) {
                 (true, Some(h)) => Some(self.deadline.min(h)),
                 (true, None) => Some(self.deadline),
                 (false, h) => h,
@@ -332,7 +219,7 @@ where
                     Ok(0) | Err(_) => return End::Closed,
                     Ok(n) => {
                         self.adapt_read_hint(n, spare);
-                        if self.keep_alive > 0 || self.hibernate_after.is_some() {
+                        if self.neg.keep_alive > 0 || self.hibernate_after.is_some() {
                             let now = Instant::now();
                             self.deadline = now + keep_alive;
                             self.active_at = now;
@@ -348,8 +235,8 @@ where
                 _ = session.notify.notified() => {}
                 _ = tokio::time::sleep_until(timer.unwrap_or(self.deadline)), if timer.is_some() => {
                     let now = Instant::now();
-                    if self.keep_alive > 0 && now >= self.deadline {
-                        return End::Error(ConnError::KeepAliveTimeout(self.keep_alive));
+                    if self.neg.keep_alive > 0 && now >= self.deadline {
+                        return End::Error(ConnError::KeepAliveTimeout(self.neg.keep_alive));
                     }
                     if hibernate_at.is_some_and(|h| now >= h) {
                         if self.is_quiet() {
@@ -437,7 +324,7 @@ where
                 }
             }
         }
-        if let (Some(reason), true) = (reason, self.protocol.is_v5()) {
+        if let (Some(reason), true) = (reason, self.neg.protocol.is_v5()) {
             self.send(&Packet::Disconnect(Disconnect {
                 reason_code: reason,
                 properties: DisconnectProperties::default(),
@@ -449,17 +336,24 @@ where
         }
 
         // Hand the in-flight state back before anyone else can own the session.
-        let expiry = self.session_expiry;
+        let expiry = self.neg.session_expiry;
         self.session.put_carried(std::mem::take(&mut self.carried));
         self.session.with_state(|st| st.expiry_interval = expiry);
         // The will too, while the session is still ours: published now, or (v5 Will Delay)
         // left pending in the session, where a reconnect that claims the session after the
         // release below finds it and cancels it [MQTT-3.1.3-9].
-        if let Some(w) = if publish_will { self.will.take() } else { None } {
-            self.publish_will(w, expiry).await;
+        if let Some(w) = if publish_will {
+            self.neg.will.take()
+        } else {
+            None
+        } {
+            self.publish_will(*w, expiry).await;
         }
         let detached = self.session.release(conn_id);
-        self.broker.hooks.client_disconnected(&self.client_id).await;
+        self.broker
+            .persistence
+            .client_disconnected(&self.client_id)
+            .await;
         match detached {
             // Still ours: the session ends now or when its expiry interval runs out.
             Some(_) if expiry == 0 => self.broker.end_session(&self.session).await,

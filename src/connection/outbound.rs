@@ -22,8 +22,7 @@ where
 
     /// Room for more QoS 1/2 messages in flight [MQTT-3.3.4-9].
     pub(super) fn inflight_room(&self) -> usize {
-        self.inflight_max
-            .saturating_sub(self.carried.inflight.len())
+        usize::from(self.neg.inflight_max).saturating_sub(self.carried.inflight.len())
     }
 
     /// Moves queued messages into the write buffer while the buffer has room. QoS 1/2
@@ -94,7 +93,7 @@ where
         now: Instant,
     ) -> bool {
         let owned;
-        let properties = if !self.protocol.is_v5() {
+        let properties = if !self.neg.protocol.is_v5() {
             &NO_PUBLISH_PROPERTIES
         } else if d.sub_ids.is_empty() && d.msg.expires_at.is_none() {
             &d.msg.properties
@@ -114,8 +113,8 @@ where
             properties,
             payload: &d.msg.payload,
         };
-        let max = u32::try_from(self.client_max_packet).unwrap_or(u32::MAX);
-        match dynamq_codec::encode_publish_parts(&parts, self.protocol, max, &mut self.wbuf) {
+        let max = self.neg.client_max_packet;
+        match dynamq_codec::encode_publish_parts(&parts, self.neg.protocol, max, &mut self.wbuf) {
             Ok(()) => true,
             Err(dynamq_codec::EncodeError::PacketTooLarge { .. }) => {
                 self.broker.metrics.inc_dropped_too_large();
@@ -156,7 +155,7 @@ where
         match self.carried.inflight.complete(ack.packet_id, expected) {
             Some(e) => {
                 self.broker
-                    .hooks
+                    .persistence
                     .message_acked(&self.client_id, &e.delivery.msg)
                     .await
             }

@@ -7,35 +7,23 @@ use std::time::Duration;
 
 use bytes::BytesMut;
 use dynamq_codec::decode::Decoder;
-use dynamq_codec::{LastWill, Protocol};
 use tokio::io::{AsyncRead, AsyncWrite, ReadHalf, WriteHalf};
 use tokio::time::Instant;
 
-use super::{Conn, End, READ_MIN};
+use super::negotiated::Negotiated;
+use super::{Conn, End, Io};
 use crate::broker::Broker;
 use crate::session::Session;
 use crate::transport::Transport;
 
 /// What a hibernating connection keeps: everything of `Conn` but its task, stream, buffers
-/// and in-flight state (which waits in the session meanwhile).
+/// and in-flight state (which waits in the session meanwhile). This record is what an idle
+/// connection costs.
 pub(crate) struct Parked {
     broker: Arc<Broker>,
     pub(super) session: Arc<Session>,
     conn_id: u64,
-    protocol: Protocol,
-    keep_alive: u16,
-    /// Whether the connection may hibernate again once woken.
-    hibernate: bool,
-    inflight_max: u16,
-    /// The client's Maximum Packet Size (`u32::MAX`: none given).
-    client_max_packet: u32,
-    session_expiry: u32,
-    connect_session_expiry: u32,
-    /// Boxed with the will: both are usually absent, and this record is what an idle
-    /// connection costs.
-    #[allow(clippy::box_collection)] // 8 bytes instead of a Vec's 24 in every idle connection
-    topic_aliases: Option<Box<Vec<Option<bytes::Bytes>>>>,
-    will: Option<Box<LastWill>>,
+    neg: Negotiated,
 }
 
 pub(super) fn hibernate_after(broker: &Broker, can_hibernate: bool) -> Option<Duration> {
@@ -64,7 +52,7 @@ pub(super) async fn drive<S: Transport>(mut conn: Conn<ReadHalf<S>, WriteHalf<S>
         Err(e) => return Box::pin(lost(parked, peer, e)).await,
     };
     let deadline = deadline.into_std();
-    let keepalive_deadline = (parked.keep_alive > 0).then_some(deadline);
+    let keepalive_deadline = (parked.neg.keep_alive > 0).then_some(deadline);
     let session = parked.session.clone();
     let conn_id = parked.conn_id;
     let broker = parked.broker.clone();
@@ -81,27 +69,34 @@ pub(super) async fn drive<S: Transport>(mut conn: Conn<ReadHalf<S>, WriteHalf<S>
                 broker.parker.wake(slot);
             }
         }
-        Err((socket, mut parked)) => {
-            // Not parked (logged): the connection goes on awake, in a task of its own.
-            parked.hibernate = false;
-            respawn(parked, socket, deadline);
+        Err((socket, parked)) => {
+            // Not parked (logged): the connection goes on awake, in a task of its own, and
+            // does not try again.
+            respawn(parked, socket, deadline, false);
         }
     }
 }
 
-/// Gives a hibernating (or not parked) connection a task again. (A plain function, so that
-/// `drive` does not contain its own future.)
+/// Gives a hibernating (or not parked) connection a task again; `may_hibernate`: it may
+/// hibernate again when it goes quiet. (A plain function, so that `drive` does not contain
+/// its own future.)
 pub(crate) fn respawn(
     parked: Box<Parked>,
     socket: std::net::TcpStream,
     deadline: std::time::Instant,
+    may_hibernate: bool,
 ) {
     let tasks = parked.broker.tasks.clone();
-    tasks.spawn(resume(parked, socket, deadline.into()));
+    tasks.spawn(resume(parked, socket, deadline.into(), may_hibernate));
 }
 
 /// A hibernating connection woken: it gets a task, a stream and its in-flight state back.
-async fn resume(parked: Box<Parked>, socket: std::net::TcpStream, deadline: Instant) {
+async fn resume(
+    parked: Box<Parked>,
+    socket: std::net::TcpStream,
+    deadline: Instant,
+    may_hibernate: bool,
+) {
     // The peer's address is not kept while hibernating; the socket still knows it.
     let peer = socket
         .peer_addr()
@@ -111,7 +106,8 @@ async fn resume(parked: Box<Parked>, socket: std::net::TcpStream, deadline: Inst
         Err(e) => return lost(parked, peer, e).await,
     };
     let (reader, writer) = tokio::io::split(stream);
-    drive(Conn::from_parked(*parked, peer, deadline, reader, writer)).await;
+    let conn = Conn::from_parked(*parked, peer, deadline, reader, writer, may_hibernate);
+    drive(conn).await;
 }
 
 /// The socket of a hibernating connection could not be taken back: the connection ends
@@ -124,6 +120,7 @@ async fn lost(parked: Box<Parked>, peer: String, e: std::io::Error) {
         Instant::now(),
         tokio::io::empty(),
         tokio::io::sink(),
+        false,
     );
     conn.finish(End::Closed).await;
 }
@@ -149,57 +146,31 @@ where
             broker: self.broker,
             session: self.session,
             conn_id: self.conn_id,
-            protocol: self.protocol,
-            keep_alive: self.keep_alive,
-            hibernate: self.hibernate_after.is_some(),
-            // Both come from u16 and u32 values.
-            inflight_max: u16::try_from(self.inflight_max).unwrap_or(u16::MAX),
-            client_max_packet: u32::try_from(self.client_max_packet).unwrap_or(u32::MAX),
-            session_expiry: self.session_expiry,
-            connect_session_expiry: self.connect_session_expiry,
-            topic_aliases: (!self.topic_aliases.is_empty()).then(|| Box::new(self.topic_aliases)),
-            will: self.will.map(Box::new),
+            neg: self.neg,
         });
         (self.reader, self.writer, parked)
     }
 
-    /// Puts a woken connection back together.
-    fn from_parked(p: Parked, peer: String, deadline: Instant, reader: R, writer: W) -> Conn<R, W> {
-        let carried = p.session.take_carried();
-        let max_packet = p.broker.config.mqtt.max_packet_size;
-        let hibernate_after = if p.hibernate {
-            hibernate_after(&p.broker, true)
-        } else {
-            None
-        };
-        Conn {
-            client_id: p.session.client_id.clone(),
-            broker: p.broker,
-            session: p.session,
-            conn_id: p.conn_id,
-            peer,
-            protocol: p.protocol,
+    /// Puts a woken connection back together, its keepalive running out at `deadline` as
+    /// before it hibernated.
+    fn from_parked(
+        p: Parked,
+        peer: String,
+        deadline: Instant,
+        reader: R,
+        writer: W,
+        may_hibernate: bool,
+    ) -> Conn<R, W> {
+        let hibernate_after = hibernate_after(&p.broker, may_hibernate);
+        let io = Io {
             reader,
             writer,
             rbuf: BytesMut::new(),
-            wbuf: BytesMut::new(),
-            decoder: Decoder::with_protocol(p.protocol, max_packet),
-            keep_alive: p.keep_alive,
-            deadline,
-            active_at: Instant::now(),
-            hibernate_after,
-            carried,
-            inflight_max: usize::from(p.inflight_max),
-            client_max_packet: match p.client_max_packet {
-                u32::MAX => usize::MAX,
-                m => m as usize,
-            },
-            topic_aliases: p.topic_aliases.map(|b| *b).unwrap_or_default(),
-            will: p.will.map(|w| *w),
-            session_expiry: p.session_expiry,
-            connect_session_expiry: p.connect_session_expiry,
-            batch: Vec::new(),
-            read_hint: READ_MIN,
-        }
+            decoder: Decoder::with_protocol(p.neg.protocol, p.broker.config.mqtt.max_packet_size),
+            peer,
+        };
+        let mut conn = Conn::new(p.broker, p.session, p.conn_id, p.neg, io, hibernate_after);
+        conn.deadline = deadline;
+        conn
     }
 }

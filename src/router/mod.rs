@@ -2,9 +2,11 @@
 //!
 //! Subscriptions live in a topic trie behind a read-write lock: publishers only read it (many
 //! at once, no writer in the way except a subscribe or unsubscribe, which holds it for a few
-//! map operations), match the topic, and push into each matching session's own bounded
-//! queue. A client with several matching subscriptions gets one copy at the highest granted
-//! QoS, carrying every matching subscription identifier [MQTT-3.3.4-2] [MQTT-3.3.4-3].
+//! map operations) and match the topic. The router knows subscriptions, not connections: it
+//! hands each match, as a `Delivery` for one session, to its caller (`Broker::deliver`
+//! queues it). A client with several matching subscriptions gets one copy at the highest
+//! granted QoS, carrying every matching subscription identifier [MQTT-3.3.4-2]
+//! [MQTT-3.3.4-3].
 
 pub mod retained;
 mod trie;
@@ -14,10 +16,8 @@ use std::sync::Arc;
 use dynamq_codec::topic;
 use parking_lot::RwLock;
 
-use crate::connection::Parker;
 use crate::message::{Delivery, Message};
-use crate::metrics::Metrics;
-use crate::session::{EnqueueResult, Session, Subscription};
+use crate::session::{Session, Subscription};
 pub use retained::RetainIndex;
 use trie::{Entry, Trie};
 
@@ -25,15 +25,6 @@ use trie::{Entry, Trie};
 pub struct Router {
     trie: RwLock<Trie>,
     pub retained: RetainIndex,
-}
-
-/// What one publish did.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct RouteOutcome {
-    /// Sessions the message was queued for.
-    pub queued: usize,
-    /// Sessions whose queue was full.
-    pub dropped: usize,
 }
 
 impl Router {
@@ -65,15 +56,10 @@ impl Router {
         }
     }
 
-    /// Queues `msg` for every matching session. Runs in the publisher's task.
-    pub fn route(
-        &self,
-        msg: &Arc<Message>,
-        max_queue: usize,
-        metrics: &Metrics,
-        parker: &Parker,
-    ) -> RouteOutcome {
-        let mut out = RouteOutcome::default();
+    /// Calls `deliver` once for every session `msg` goes to, with that session's delivery.
+    /// Runs in the publisher's task, with the trie read-locked: `deliver` must not subscribe
+    /// or unsubscribe.
+    pub fn route(&self, msg: &Arc<Message>, mut deliver: impl FnMut(&Arc<Session>, Delivery)) {
         let trie = self.trie.read();
         let mut matches: Vec<&Entry> = Vec::new();
         trie.matches(msg.topic_str(), &mut matches);
@@ -101,7 +87,7 @@ impl Router {
                 retain: rap && msg.retain,
                 sub_ids: ids,
             };
-            self.deliver(&first.session, d, max_queue, metrics, parker, &mut out);
+            deliver(&first.session, d);
             i = j;
         }
         drop(matches);
@@ -113,39 +99,8 @@ impl Router {
                 retain: e.options.retain_as_published && msg.retain,
                 sub_ids: e.id.into_iter().collect(),
             };
-            self.deliver(&e.session, d, max_queue, metrics, parker, &mut out);
+            deliver(&e.session, d);
         });
-        out
-    }
-
-    fn deliver(
-        &self,
-        session: &Session,
-        d: Delivery,
-        max_queue: usize,
-        metrics: &Metrics,
-        parker: &Parker,
-        out: &mut RouteOutcome,
-    ) {
-        match session.enqueue(d, max_queue) {
-            EnqueueResult::Queued => out.queued += 1,
-            EnqueueResult::QueuedWakeParked(slot) => {
-                out.queued += 1;
-                parker.wake(slot);
-            }
-            EnqueueResult::QueueFull { first } => {
-                out.dropped += 1;
-                metrics.inc_dropped_queue_full();
-                if first {
-                    tracing::warn!(
-                        client = %session.client_id,
-                        max_queue,
-                        "session queue full: dropping new messages until it drains"
-                    );
-                }
-            }
-            EnqueueResult::Offline => metrics.inc_dropped_qos0_offline(),
-        }
     }
 
     /// Number of distinct filters with at least one subscriber.
@@ -158,6 +113,7 @@ impl Router {
 mod tests {
     use super::*;
     use crate::message::ClientId;
+    use crate::session::EnqueueResult;
     use bytes::Bytes;
     use dynamq_codec::{PublishProperties, QoS, SubscriptionOptions};
 
@@ -168,9 +124,14 @@ mod tests {
         s
     }
 
-    /// Routes with the queue bound most tests use, and no hibernating connections.
-    fn route(r: &Router, msg: &Arc<Message>, m: &Metrics) -> RouteOutcome {
-        r.route(msg, 100, m, &Parker::default())
+    /// Routes `msg`, queueing every delivery; returns how many sessions got it.
+    fn route(r: &Router, msg: &Arc<Message>) -> usize {
+        let mut queued = 0;
+        r.route(msg, |s, d| {
+            assert!(matches!(s.enqueue(d, 100), EnqueueResult::Queued { .. }));
+            queued += 1;
+        });
+        queued
     }
 
     fn msg(topic: &str, qos: QoS, sender: &str) -> Arc<Message> {
@@ -202,24 +163,17 @@ mod tests {
     #[test]
     fn wildcards_and_dollar_topics() {
         let r = Router::new();
-        let m = Metrics::default();
         let s = session("a");
         r.subscribe(&s, "sport/#", &sub(QoS::AtMostOnce, None));
         r.subscribe(&s, "+/x", &sub(QoS::AtMostOnce, None));
         r.subscribe(&s, "#", &sub(QoS::AtMostOnce, None));
         // `sport/#` matches `sport` itself [MQTT-4.7.1-2]; `#` too: one copy.
-        assert_eq!(route(&r, &msg("sport", QoS::AtMostOnce, "p"), &m).queued, 1);
+        assert_eq!(route(&r, &msg("sport", QoS::AtMostOnce, "p")), 1);
         // `$` topics are not matched by first-level wildcards [MQTT-4.7.2-1].
-        assert_eq!(
-            route(&r, &msg("$SYS/x", QoS::AtMostOnce, "p"), &m).queued,
-            0
-        );
+        assert_eq!(route(&r, &msg("$SYS/x", QoS::AtMostOnce, "p")), 0);
         let t = session("t");
         r.subscribe(&t, "$SYS/#", &sub(QoS::AtMostOnce, None));
-        assert_eq!(
-            route(&r, &msg("$SYS/x", QoS::AtMostOnce, "p"), &m).queued,
-            1
-        );
+        assert_eq!(route(&r, &msg("$SYS/x", QoS::AtMostOnce, "p")), 1);
         assert_eq!(drain(&s).len(), 1);
     }
 
@@ -227,13 +181,11 @@ mod tests {
     fn overlapping_subscriptions_deliver_one_copy_at_highest_qos() {
         // [MQTT-3.3.5-1] and, for v5, every matching subscription identifier [MQTT-3.3.4-3].
         let r = Router::new();
-        let m = Metrics::default();
         let s = session("a");
         r.subscribe(&s, "a/+", &sub(QoS::AtMostOnce, Some(1)));
         r.subscribe(&s, "a/#", &sub(QoS::ExactlyOnce, Some(2)));
         r.subscribe(&s, "a/b", &sub(QoS::AtLeastOnce, None));
-        let out = route(&r, &msg("a/b", QoS::ExactlyOnce, "p"), &m);
-        assert_eq!(out.queued, 1);
+        assert_eq!(route(&r, &msg("a/b", QoS::ExactlyOnce, "p")), 1);
         let d = drain(&s);
         assert_eq!(d.len(), 1);
         assert_eq!(d[0].qos, QoS::ExactlyOnce);
@@ -241,14 +193,13 @@ mod tests {
         ids.sort();
         assert_eq!(ids, vec![1, 2]);
         // Delivered QoS is the minimum of publish and subscription QoS [MQTT-3.8.4-6].
-        route(&r, &msg("a/b", QoS::AtLeastOnce, "p"), &m);
+        route(&r, &msg("a/b", QoS::AtLeastOnce, "p"));
         assert_eq!(drain(&s)[0].qos, QoS::AtLeastOnce);
     }
 
     #[test]
     fn unsubscribe_and_no_local() {
         let r = Router::new();
-        let m = Metrics::default();
         let s = session("me");
         let mut opts = SubscriptionOptions::qos(QoS::AtLeastOnce);
         opts.no_local = true;
@@ -261,50 +212,26 @@ mod tests {
             },
         );
         // No Local: not sent back to the publisher [MQTT-3.8.3-3].
-        assert_eq!(route(&r, &msg("t", QoS::AtLeastOnce, "me"), &m).queued, 0);
-        assert_eq!(
-            route(&r, &msg("t", QoS::AtLeastOnce, "other"), &m).queued,
-            1
-        );
+        assert_eq!(route(&r, &msg("t", QoS::AtLeastOnce, "me")), 0);
+        assert_eq!(route(&r, &msg("t", QoS::AtLeastOnce, "other")), 1);
         assert!(r.unsubscribe(&s, "t"));
         assert!(!r.unsubscribe(&s, "t"));
-        assert_eq!(
-            route(&r, &msg("t", QoS::AtLeastOnce, "other"), &m).queued,
-            0
-        );
+        assert_eq!(route(&r, &msg("t", QoS::AtLeastOnce, "other")), 0);
         assert_eq!(r.filter_count(), 0);
     }
 
     #[test]
     fn shared_subscription_delivers_to_one_member() {
         let r = Router::new();
-        let m = Metrics::default();
         let a = session("a");
         let b = session("b");
         r.subscribe(&a, "$share/g/t/+", &sub(QoS::AtLeastOnce, None));
         r.subscribe(&b, "$share/g/t/+", &sub(QoS::AtLeastOnce, None));
         for _ in 0..10 {
-            assert_eq!(route(&r, &msg("t/1", QoS::AtLeastOnce, "p"), &m).queued, 1);
+            assert_eq!(route(&r, &msg("t/1", QoS::AtLeastOnce, "p")), 1);
         }
         // Round-robin: both members got some.
         assert_eq!(drain(&a).len(), 5);
         assert_eq!(drain(&b).len(), 5);
-    }
-
-    #[test]
-    fn full_queue_drops_and_counts() {
-        let r = Router::new();
-        let m = Metrics::default();
-        let s = session("a");
-        r.subscribe(&s, "t", &sub(QoS::AtLeastOnce, None));
-        for _ in 0..3 {
-            r.route(&msg("t", QoS::AtLeastOnce, "p"), 2, &m, &Parker::default());
-        }
-        assert_eq!(drain(&s).len(), 2);
-        assert_eq!(
-            m.dropped_queue_full
-                .load(std::sync::atomic::Ordering::Relaxed),
-            1
-        );
     }
 }

@@ -1,21 +1,22 @@
-//! Retained messages by topic, for delivery on subscribe [MQTT-3.3.1-5].
+//! Retained messages by topic, for delivery on subscribe [MQTT-3.3.1-5]. The one retained
+//! index: kept current by every retained publish, and loaded from the store at start when
+//! the store keeps retained messages (on_retain_lookup).
 //!
-//! A map from topic to the last retained message. A subscribe with a literal filter is one
-//! lookup; a wildcard filter scans the map. (A trie would make wildcard lookups cheaper when
-//! there are very many retained topics.)
+//! A `TopicMap` (sorted by topic): a literal filter is one lookup, a wildcard filter scans
+//! only the topics that start with its literal levels (`a/b/#` scans `a/b...`; `#` and
+//! `+/...` scan all).
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
 
-use dynamq_codec::topic;
+use dynamq_codec::topic_map::TopicMap;
 use parking_lot::RwLock;
 
 use crate::message::Message;
 
 #[derive(Debug, Default)]
 pub struct RetainIndex {
-    map: RwLock<HashMap<Box<str>, Arc<Message>>>,
+    map: RwLock<TopicMap<Arc<Message>>>,
 }
 
 impl RetainIndex {
@@ -27,7 +28,7 @@ impl RetainIndex {
         if msg.payload.is_empty() {
             map.remove(topic);
         } else {
-            map.insert(Box::from(topic), msg.clone());
+            map.insert(topic.to_owned(), msg.clone());
         }
     }
 
@@ -35,23 +36,15 @@ impl RetainIndex {
     pub fn matching(&self, filter: &str) -> Vec<Arc<Message>> {
         let now = Instant::now();
         let mut expired = false;
-        let found: Vec<Arc<Message>> = {
-            let map = self.map.read();
-            if !filter.contains(['+', '#']) {
-                map.get(filter).cloned().into_iter().collect()
-            } else {
-                map.iter()
-                    .filter(|(t, _)| topic::matches(filter, t))
-                    .map(|(_, m)| m.clone())
-                    .collect()
-            }
-        };
-        let found: Vec<Arc<Message>> = found
+        let found: Vec<Arc<Message>> = self
+            .map
+            .read()
+            .matching(filter)
             .into_iter()
-            .filter(|m| {
+            .filter_map(|(_, m)| {
                 let dead = m.is_expired(now);
                 expired |= dead;
-                !dead
+                (!dead).then(|| m.clone())
             })
             .collect();
         if expired {

@@ -99,13 +99,16 @@ const NOT_PARKED: usize = usize::MAX;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SessionEnded;
 
-/// Why a message was not queued.
+/// What became of a message offered to a session's queue. Every outcome but `Queued` is a
+/// drop that the caller must count (see `Broker::deliver`, the one caller that does).
+#[must_use]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EnqueueResult {
-    Queued,
-    /// Queued, and the owner hibernates in this parker slot: the caller wakes it.
-    QueuedWakeParked(usize),
-    /// The session's queue is full; the message is dropped (counted by the caller).
+    Queued {
+        /// The owner hibernates in this parker slot: the caller wakes it.
+        wake_parked: Option<usize>,
+    },
+    /// The session's queue is full; the message is dropped.
     QueueFull {
         /// True for the first drop of an overflow episode: log it.
         first: bool,
@@ -195,36 +198,31 @@ impl Session {
         f(&mut self.state.lock())
     }
 
-    /// Queues a message for this session, bounded by `max`.
-    pub fn enqueue(&self, d: Delivery, max: usize) -> EnqueueResult {
+    /// Queues a message for this session, bounded by `max`. Only `Broker::deliver` calls
+    /// this: it counts the drops and wakes a hibernating owner.
+    pub(crate) fn enqueue(&self, d: Delivery, max: usize) -> EnqueueResult {
         if d.qos == QoS::AtMostOnce && !self.is_online() {
             return EnqueueResult::Offline;
         }
-        let (result, wake) = {
+        let was_empty = {
             let mut st = self.state.lock();
-            let wake = st.queue.is_empty();
-            let result = if st.queue.len() >= max {
+            if st.queue.len() >= max {
                 let first = !st.overflowing;
                 st.overflowing = true;
-                EnqueueResult::QueueFull { first }
-            } else {
-                st.queue.push_back(d);
-                EnqueueResult::Queued
-            };
-            (result, wake)
-        };
-        match result {
-            // The owner takes from the queue whenever it wakes for any reason, so it only
-            // needs waking when the queue was empty (it may be waiting on nothing else).
-            EnqueueResult::Queued if wake => {
-                self.notify.notify_one();
-                if let Some(slot) = self.parked() {
-                    return EnqueueResult::QueuedWakeParked(slot);
-                }
+                return EnqueueResult::QueueFull { first };
             }
-            _ => {}
+            let was_empty = st.queue.is_empty();
+            st.queue.push_back(d);
+            was_empty
+        };
+        // The owner takes from the queue whenever it wakes for any reason, so it only needs
+        // waking when the queue was empty (it may be waiting on nothing else).
+        let mut wake_parked = None;
+        if was_empty {
+            self.notify.notify_one();
+            wake_parked = self.parked();
         }
-        result
+        EnqueueResult::Queued { wake_parked }
     }
 
     /// Moves up to `n` queued messages into `out`, oldest first, taking at most `qos_room`

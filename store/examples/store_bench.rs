@@ -1,4 +1,4 @@
-//! Write throughput of the persistence path: N QoS 1 publishes through `Backend` (each one
+//! Write throughput of the persistence path: N QoS 1 publishes through `Actions` (each one
 //! mqtt_msg put + map add), then a flush; prints ops/s and the writer's counters.
 //!
 //! ```text
@@ -12,7 +12,7 @@ use std::time::Instant;
 use bytes::Bytes;
 use dynamq_store::dynamo::{DynamoConfig, connect};
 use dynamq_store::tables::{Billing, create_tables};
-use dynamq_store::{Backend, BackendConfig, PublishedMessage, StoreConfig, default_hooks};
+use dynamq_store::{Actions, ActionsConfig, PublishedMessage, StoreConfig, default_bindings};
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -42,9 +42,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .await?;
         StoreConfig::Dynamo(config)
     };
-    let backend = Backend::new(
-        BackendConfig::new(store, "bench@127.0.0.1"),
-        default_hooks(),
+    let backend = Actions::new(
+        ActionsConfig::new(store, "bench@127.0.0.1"),
+        default_bindings(),
     )
     .await?;
     let payload = Bytes::from(vec![b'x'; 64]);

@@ -18,8 +18,8 @@ use std::path::Path;
 
 use serde::Deserialize;
 
+use crate::binding::{Action, Binding, Event, parse_duration};
 use crate::dynamo::DynamoConfig;
-use crate::hooks::{HookEvent, HookFunction, HookSpec, parse_duration};
 
 /// A parsed backend config file.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -28,9 +28,9 @@ pub struct BackendConf {
     pub region: Option<String>,
     /// `backend.dynamo.<pool>.*`, by pool name.
     pub pools: BTreeMap<String, PoolConf>,
-    /// The hooks, sorted by event then sequence number. Empty if the file has none (then the
-    /// caller uses [`crate::hooks::default_hooks`]).
-    pub hooks: Vec<HookSpec>,
+    /// The bindings (hook lines), sorted by event then sequence number. Empty if the file has none (then the
+    /// caller uses [`crate::binding::default_bindings`]).
+    pub bindings: Vec<Binding>,
 }
 
 /// One connection pool. `Debug` redacts the credentials.
@@ -139,7 +139,7 @@ impl BackendConf {
             } else if let Some(hook) = rest.strip_prefix("hook.") {
                 let spec = parse_hook(hook, value).map_err(err)?;
                 if conf
-                    .hooks
+                    .bindings
                     .iter()
                     .any(|h| h.event == spec.event && h.seq == spec.seq)
                 {
@@ -148,7 +148,7 @@ impl BackendConf {
                 if let Some(pool) = &spec.pool {
                     pool_refs.push((pool.clone(), line_no));
                 }
-                conf.hooks.push(spec);
+                conf.bindings.push(spec);
             } else if let Some((pool, setting)) = rest.split_once('.') {
                 let p = conf.pools.entry(pool.to_owned()).or_default();
                 match setting {
@@ -178,7 +178,7 @@ impl BackendConf {
                 });
             }
         }
-        conf.hooks.sort_by_key(|h| (h.event, h.seq));
+        conf.bindings.sort_by_key(|h| (h.event, h.seq));
         Ok(conf)
     }
 
@@ -209,12 +209,12 @@ fn unquote(v: &str) -> &str {
 }
 
 /// `<event>.<seq>` and the JSON value.
-fn parse_hook(key: &str, value: &str) -> Result<HookSpec, String> {
+fn parse_hook(key: &str, value: &str) -> Result<Binding, String> {
     let (event_name, seq) = key
         .rsplit_once('.')
         .ok_or_else(|| format!("hook key {key:?} must be <event>.<n>"))?;
-    let event = HookEvent::from_name(event_name).ok_or_else(|| {
-        let known: Vec<_> = HookEvent::ALL.iter().map(|e| e.name()).collect();
+    let event = Event::from_name(event_name).ok_or_else(|| {
+        let known: Vec<_> = Event::ALL.iter().map(|e| e.name()).collect();
         format!(
             "unknown hook event {event_name:?} (known: {})",
             known.join(", ")
@@ -224,12 +224,12 @@ fn parse_hook(key: &str, value: &str) -> Result<HookSpec, String> {
         .parse()
         .map_err(|_| format!("hook number {seq:?} in {key:?} is not a number"))?;
     let json: HookJson = serde_json::from_str(value).map_err(|e| format!("bad hook JSON: {e}"))?;
-    let function = HookFunction::from_name(&json.action.function)
+    let action = Action::from_name(&json.action.function)
         .ok_or_else(|| format!("unknown function {:?}", json.action.function))?;
-    if function.event() != event {
+    if action.event() != event {
         return Err(format!(
-            "function {function} runs on {}, not on {event}",
-            function.event()
+            "function {action} runs on {}, not on {event}",
+            action.event()
         ));
     }
     if let Some(topic) = &json.topic
@@ -253,11 +253,11 @@ fn parse_hook(key: &str, value: &str) -> Result<HookSpec, String> {
             (o.max_returned_count, time_range)
         }
     };
-    Ok(HookSpec {
+    Ok(Binding {
         event,
         seq,
         topic_filter: json.topic,
-        function,
+        action,
         pool: json.pool,
         max_returned_count,
         time_range,

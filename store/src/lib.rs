@@ -5,20 +5,20 @@
 //! # Modules, bottom up
 //! - [`msgid`]: the EMQX-compatible 128-bit [`MsgId`] and its generator and encoding.
 //! - [`record`]: the items of the tables; [`op`]: the write ops and the key each addresses.
-//! - [`store`]: the batch-first [`Store`] trait and [`AnyStore`], the enum of the two backends
-//!   ([`dynamo::DynamoStore`], [`embedded::EmbeddedStore`]).
+//! - [`store`]: the batch-first [`Store`] trait; [`any`]: [`AnyStore`], the enum of the two
+//!   backends ([`dynamo::DynamoStore`], [`embedded::EmbeddedStore`]).
 //! - [`writer`]: one task per store that queues (bounded), coalesces, batches (25 for
 //!   DynamoDB's BatchWriteItem), runs `pool_size` requests, retries with backoff and counts.
 //! - [`tables`]: `create_tables` / `check_tables` for `dynamq tables create|check`.
 //! - [`hooks`] and [`backend_conf`]: hook bindings and the tutorial's `backend.dynamo.*` file.
-//! - [`actions`]: [`Backend`], what the broker calls on each event.
+//! - [`actions`]: [`Actions`], what the broker calls on each event.
 //!
-//! # The broker's API: [`Backend`]
+//! # The broker's API: [`Actions`]
 //! ```text
 //! let conf = BackendConf::from_file(path)?;               // optional: tutorial-format hooks
-//! let hooks = if conf.hooks.is_empty() { default_hooks() } else { conf.hooks.clone() };
+//! let hooks = if conf.hooks.is_empty() { default_bindings() } else { conf.hooks.clone() };
 //! let store = StoreConfig::Dynamo(conf.dynamo_config("pool1")?)   // or Embedded { data_dir }
-//! let backend = Arc::new(Backend::new(BackendConfig::new(store, node_name), hooks).await?);
+//! let backend = Arc::new(Actions::new(ActionsConfig::new(store, node_name), hooks).await?);
 //! ```
 //! Call from the connection/session tasks (every method takes `&self`; share an `Arc`):
 //!
@@ -44,16 +44,17 @@
 //!   [`actions::OverflowPolicy`]); lookups are awaited. `stats()` gives the counters to export.
 //! - The in-memory indexes are caches: `refresh_indexes()` reloads them (multi-node).
 //!
-//! Errors are [`actions::BackendError`]: a failed lookup (store unreachable) or a stopped
+//! Errors are [`actions::ActionsError`]: a failed lookup (store unreachable) or a stopped
 //! writer. Write failures are never returned to the event's caller: the writer retries, and
 //! counts and logs what it gives up on.
 
 pub mod actions;
+pub mod any;
 pub mod backend_conf;
+pub mod binding;
 pub mod dynamo;
 pub mod embedded;
 pub mod error;
-pub mod hooks;
 pub mod msgid;
 pub mod op;
 pub mod record;
@@ -62,11 +63,12 @@ pub mod tables;
 pub mod writer;
 
 pub use actions::{
-    Backend, BackendConfig, BackendError, BackendStats, Delivery, OverflowPolicy, PublishedMessage,
+    Actions, ActionsConfig, ActionsError, ActionsStats, OverflowPolicy, PublishedMessage,
     StoreConfig,
 };
+pub use any::AnyStore;
+pub use binding::{Action, Binding, Event, default_bindings};
 pub use error::StoreError;
-pub use hooks::{HookEvent, HookFunction, HookSpec, default_hooks};
 pub use msgid::{MsgId, MsgIdGen};
-pub use store::{AnyStore, Store};
+pub use store::Store;
 pub use writer::{Writer, WriterConfig, WriterStats};

@@ -1,4 +1,5 @@
-//! The store interface both backends implement, and [`AnyStore`], the enum the broker holds.
+//! The store interface both backends implement ([`crate::dynamo::DynamoStore`],
+//! [`crate::embedded::EmbeddedStore`]; [`crate::any::AnyStore`] is either).
 //!
 //! Batch-first: writes arrive as a batch of ops on distinct keys (the writer coalesces before
 //! calling), at most 25 whole-item writes plus the UpdateItem-style ops, so DynamoDB can use one
@@ -7,8 +8,6 @@
 
 use std::future::Future;
 
-use crate::dynamo::DynamoStore;
-use crate::embedded::EmbeddedStore;
 use crate::error::StoreError;
 use crate::msgid::MsgId;
 use crate::op::WriteOp;
@@ -21,7 +20,8 @@ pub struct WriteFailure {
     pub error: StoreError,
 }
 
-/// A store backend. Native `async fn`s with `Send` futures; [`AnyStore`] gives one concrete type.
+/// A store backend. Native `async fn`s with `Send` futures; [`crate::any::AnyStore`] gives one
+/// concrete type.
 pub trait Store: Send + Sync + 'static {
     /// Applies a batch of ops on distinct keys; returns the ops that failed (empty: all
     /// applied and durable).
@@ -73,51 +73,4 @@ pub trait Store: Send + Sync + 'static {
         topic: &str,
         clientid: &str,
     ) -> impl Future<Output = Result<Option<MsgId>, StoreError>> + Send;
-}
-
-/// One of the two backends. An enum rather than `dyn Store`: static dispatch, and the trait
-/// can keep its `async fn`s.
-#[derive(Debug, Clone)]
-pub enum AnyStore {
-    Dynamo(DynamoStore),
-    Embedded(EmbeddedStore),
-}
-
-macro_rules! delegate {
-    ($self:ident, $s:ident => $e:expr) => {
-        match $self {
-            AnyStore::Dynamo($s) => $e,
-            AnyStore::Embedded($s) => $e,
-        }
-    };
-}
-
-impl Store for AnyStore {
-    async fn write(&self, ops: Vec<WriteOp>) -> Vec<WriteFailure> {
-        delegate!(self, s => s.write(ops).await)
-    }
-    async fn client(&self, clientid: &str) -> Result<Option<ClientRecord>, StoreError> {
-        delegate!(self, s => s.client(clientid).await)
-    }
-    async fn subscriptions(&self, clientid: &str) -> Result<Vec<SubRecord>, StoreError> {
-        delegate!(self, s => s.subscriptions(clientid).await)
-    }
-    async fn retained_all(&self) -> Result<Vec<RetainRecord>, StoreError> {
-        delegate!(self, s => s.retained_all().await)
-    }
-    async fn retained(&self, topic: &str) -> Result<Option<RetainRecord>, StoreError> {
-        delegate!(self, s => s.retained(topic).await)
-    }
-    async fn map_msgids(&self, topic: &str) -> Result<Vec<MsgId>, StoreError> {
-        delegate!(self, s => s.map_msgids(topic).await)
-    }
-    async fn map_all(&self) -> Result<Vec<(String, Vec<MsgId>)>, StoreError> {
-        delegate!(self, s => s.map_all().await)
-    }
-    async fn messages(&self, ids: &[MsgId]) -> Result<Vec<MessageRecord>, StoreError> {
-        delegate!(self, s => s.messages(ids).await)
-    }
-    async fn acked(&self, topic: &str, clientid: &str) -> Result<Option<MsgId>, StoreError> {
-        delegate!(self, s => s.acked(topic, clientid).await)
-    }
 }

@@ -6,14 +6,14 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use common::{Kind, Place};
-use dynamq_store::actions::{Backend, Delivery, PublishedMessage};
-use dynamq_store::hooks::{HookEvent, HookFunction, HookSpec, default_hooks};
+use dynamq_store::actions::{Actions, PublishedMessage};
+use dynamq_store::binding::{Action, Binding, Event, default_bindings};
 use dynamq_store::msgid::{MsgId, now_micros};
 use dynamq_store::op::WriteOp;
 use dynamq_store::record::MessageRecord;
 use dynamq_store::store::Store;
 
-async fn publish(b: &Backend, topic: &str, qos: u8, retain: bool, payload: &[u8]) -> MsgId {
+async fn publish(b: &Actions, topic: &str, qos: u8, retain: bool, payload: &[u8]) -> MsgId {
     b.message_published(PublishedMessage {
         topic,
         sender: "pub1",
@@ -25,23 +25,29 @@ async fn publish(b: &Backend, topic: &str, qos: u8, retain: bool, payload: &[u8]
     .expect("publish")
 }
 
-fn payloads(ds: &[Delivery]) -> Vec<(String, bool)> {
-    ds.iter()
-        .map(|d| {
-            (
-                String::from_utf8_lossy(&d.message.payload).into_owned(),
-                d.retained,
-            )
-        })
+fn payloads(ms: &[MessageRecord]) -> Vec<String> {
+    ms.iter()
+        .map(|m| String::from_utf8_lossy(&m.payload).into_owned())
         .collect()
 }
 
-fn hook(event: HookEvent, function: HookFunction, topic: Option<&str>) -> HookSpec {
-    HookSpec {
+/// The retained messages the store gives the broker at start, in topic order.
+async fn retained_payloads(b: &Actions) -> Vec<String> {
+    let mut got = b
+        .retained_messages()
+        .await
+        .expect("read")
+        .expect("on_retain_lookup is bound");
+    got.sort_by(|a, b| a.topic.cmp(&b.topic));
+    payloads(&got)
+}
+
+fn hook(event: Event, action: Action, topic: Option<&str>) -> Binding {
+    Binding {
         event,
         seq: 1,
         topic_filter: topic.map(str::to_owned),
-        function,
+        action,
         pool: None,
         max_returned_count: None,
         time_range: None,
@@ -113,8 +119,8 @@ async fn subscriptions_restored(kind: Kind) {
     // Without on_subscribe_lookup nothing is stored or looked up.
     let b2 = place
         .backend_with(vec![hook(
-            HookEvent::SessionSubscribed,
-            HookFunction::OnRetainLookup,
+            Event::SessionSubscribed,
+            Action::OnRetainLookup,
             Some("#"),
         )])
         .await;
@@ -137,18 +143,11 @@ async fn retained_lookup(kind: Kind) {
     publish(&b, "r/2/x", 1, true, b"two").await;
     publish(&b, "s/1", 0, true, b"other").await;
     b.flush().await.expect("flush");
-    let got = b.subscribed("c1", "r/#", 0, true).await.expect("sub");
-    assert_eq!(payloads(&got), [("one".into(), true), ("two".into(), true)]);
-    let got = b.subscribed("c1", "+/1", 0, true).await.expect("sub");
-    assert_eq!(
-        payloads(&got),
-        [("one".into(), true), ("other".into(), true)]
-    );
-    let got = b.subscribed("c1", "r/1", 0, true).await.expect("sub");
-    assert_eq!(payloads(&got), [("one".into(), true)]);
-    // Shared subscriptions get no retained messages.
+    // on_retain_lookup: every retained message is read back for the broker's index, which
+    // serves subscriptions (wildcards included); a subscription gets none from the store.
+    assert_eq!(retained_payloads(&b).await, ["one", "two", "other"]);
     assert!(
-        b.subscribed("c1", "$share/g/r/#", 0, true)
+        b.subscribed("c1", "r/#", 1, true)
             .await
             .expect("sub")
             .is_empty()
@@ -168,11 +167,7 @@ async fn retained_lookup(kind: Kind) {
         ("pub1", 1, true, &b"two"[..])
     );
     assert_eq!(rec.arrived, rec.msgid.timestamp_secs());
-    let got = b.subscribed("c1", "r/#", 0, true).await.expect("sub");
-    assert_eq!(payloads(&got), [("two".into(), true)]);
-    // A QoS 1 retained message is delivered once, as retained.
-    let got = b.subscribed("c9", "r/#", 1, true).await.expect("sub");
-    assert_eq!(payloads(&got), [("two".into(), true)]);
+    assert_eq!(retained_payloads(&b).await, ["two", "other"]);
     // Retained messages are not queued in mqtt_topic_msg_map: a replaced or deleted one is
     // never replayed as a stored message.
     publish(&b, "r/2/x", 1, true, b"three").await;
@@ -184,16 +179,26 @@ async fn retained_lookup(kind: Kind) {
             .expect("read")
             .is_empty()
     );
-    let got = b.subscribed("c10", "r/#", 1, true).await.expect("sub");
-    assert_eq!(payloads(&got), [("three".into(), true)]);
+    assert_eq!(retained_payloads(&b).await, ["three", "other"]);
     publish(&b, "r/2/x", 1, true, b"").await;
     b.flush().await.expect("flush");
+    assert_eq!(retained_payloads(&b).await, ["other"]);
     assert!(
         b.subscribed("c11", "r/#", 1, true)
             .await
             .expect("sub")
             .is_empty()
     );
+    // Without on_retain_lookup the store is not read for retained messages.
+    b.close().await.expect("close");
+    let b2 = place
+        .backend_with(vec![hook(
+            Event::MessagePublish,
+            Action::OnMessageRetain,
+            None,
+        )])
+        .await;
+    assert!(b2.retained_messages().await.expect("read").is_none());
 }
 
 async fn queue_fetch_and_ack(kind: Kind) {
@@ -222,15 +227,22 @@ async fn queue_fetch_and_ack(kind: Kind) {
             .is_empty()
     );
     let got = b.subscribed("c1", "q/#", 1, true).await.expect("sub");
-    let got_ids: Vec<MsgId> = got.iter().map(|d| d.message.msgid).collect();
+    let got_ids: Vec<MsgId> = got.iter().map(|m| m.msgid).collect();
     assert_eq!(got_ids, vec![m1, m2, m3], "msgid order across topics");
-    assert!(got.iter().all(|d| !d.retained));
+    assert!(got.iter().all(|m| !m.retain));
     assert_eq!(
-        &got[2].message.payload[..],
+        &got[2].payload[..],
         &[0xff, 0xfe, 0x00],
         "binary payload round trip"
     );
-    assert_eq!(got[1].message.qos, 2);
+    assert_eq!(got[1].qos, 2);
+    // The broker queued m1 and m2, not m3 (its session queue was full): m3 is offered
+    // again to the same subscription, the others are not.
+    b.replayed("c1", "q/#", &[m1, m2]);
+    let got = b.subscribed("c1", "q/#", 1, true).await.expect("sub");
+    assert_eq!(got.iter().map(|m| m.msgid).collect::<Vec<_>>(), vec![m3]);
+    assert_eq!(b.stats().duplicates_skipped, 2);
+    b.replayed("c1", "q/#", &[m3]);
     // The same subscription again (a restored one racing the client's own): no duplicates.
     assert!(
         b.subscribed("c1", "q/#", 1, true)
@@ -238,7 +250,7 @@ async fn queue_fetch_and_ack(kind: Kind) {
             .expect("sub")
             .is_empty()
     );
-    assert_eq!(b.stats().duplicates_skipped, 3);
+    assert_eq!(b.stats().duplicates_skipped, 5);
 
     // Ack m1: acked row, message and map entry gone.
     b.message_acked("c1", "q/a", m1).await.expect("ack");
@@ -247,10 +259,7 @@ async fn queue_fetch_and_ack(kind: Kind) {
     assert!(b.store().messages(&[m1]).await.expect("read").is_empty());
     assert_eq!(b.store().map_msgids("q/a").await.expect("map"), vec![m3]);
     let got = b.subscribed("c2", "q/a", 1, true).await.expect("sub");
-    assert_eq!(
-        got.iter().map(|d| d.message.msgid).collect::<Vec<_>>(),
-        vec![m3]
-    );
+    assert_eq!(got.iter().map(|m| m.msgid).collect::<Vec<_>>(), vec![m3]);
 
     // on_acked_delete: unsubscribing the wildcard filter deletes the acked rows it covers.
     b.unsubscribed("c1", "q/#").await.expect("unsub");
@@ -298,10 +307,7 @@ async fn replay_only_what_arrived_while_offline(kind: Kind) {
         .await
         .expect("connected");
     let got = b.subscribed("back", "o/#", 1, true).await.expect("sub");
-    assert_eq!(
-        got.iter().map(|d| d.message.msgid).collect::<Vec<_>>(),
-        vec![new]
-    );
+    assert_eq!(got.iter().map(|m| m.msgid).collect::<Vec<_>>(), vec![new]);
 }
 
 async fn acked_delete_exact(kind: Kind) {
@@ -319,14 +325,10 @@ async fn acked_delete_exact(kind: Kind) {
 async fn pubsub_cursor(kind: Kind) {
     let place = Place::new(kind, "pubsub").await;
     let hooks = vec![
+        hook(Event::MessagePublish, Action::OnMessagePublish, Some("#")),
         hook(
-            HookEvent::MessagePublish,
-            HookFunction::OnMessagePublish,
-            Some("#"),
-        ),
-        hook(
-            HookEvent::SessionSubscribed,
-            HookFunction::OnMessageFetchForPubsub,
+            Event::SessionSubscribed,
+            Action::OnMessageFetchForPubsub,
             Some("#"),
         ),
     ];
@@ -337,7 +339,7 @@ async fn pubsub_cursor(kind: Kind) {
     b.flush().await.expect("flush");
     let got = b.subscribed("a", "p/#", 1, true).await.expect("sub");
     assert_eq!(
-        got.iter().map(|d| d.message.msgid).collect::<Vec<_>>(),
+        got.iter().map(|m| m.msgid).collect::<Vec<_>>(),
         vec![m1, m2, m3]
     );
     b.message_acked("a", "p/t", m1).await.expect("ack");
@@ -351,10 +353,7 @@ async fn pubsub_cursor(kind: Kind) {
     );
     assert_eq!(b.store().acked("p/t", "a").await.expect("acked"), Some(m2));
     let got = b.subscribed("a", "p/#", 1, true).await.expect("sub");
-    assert_eq!(
-        got.iter().map(|d| d.message.msgid).collect::<Vec<_>>(),
-        vec![m3]
-    );
+    assert_eq!(got.iter().map(|m| m.msgid).collect::<Vec<_>>(), vec![m3]);
     let got = b.subscribed("b", "p/t", 1, true).await.expect("sub");
     assert_eq!(got.len(), 3);
 }
@@ -362,18 +361,14 @@ async fn pubsub_cursor(kind: Kind) {
 async fn max_count_and_time_range(kind: Kind) {
     let place = Place::new(kind, "limits").await;
     let mut fetch = hook(
-        HookEvent::SessionSubscribed,
-        HookFunction::OnMessageFetchForQueue,
+        Event::SessionSubscribed,
+        Action::OnMessageFetchForQueue,
         Some("#"),
     );
     fetch.max_returned_count = Some(2);
     fetch.time_range = Some(Duration::from_secs(3600));
     let hooks = vec![
-        hook(
-            HookEvent::MessagePublish,
-            HookFunction::OnMessagePublish,
-            Some("#"),
-        ),
+        hook(Event::MessagePublish, Action::OnMessagePublish, Some("#")),
         fetch,
     ];
     let b = place.backend_with(hooks).await;
@@ -404,11 +399,7 @@ async fn max_count_and_time_range(kind: Kind) {
     }
     b.flush().await.expect("flush");
     let got = b.subscribed("c", "l/#", 1, true).await.expect("sub");
-    assert_eq!(
-        payloads(&got),
-        [("n2".into(), false), ("n3".into(), false)],
-        "newest two"
-    );
+    assert_eq!(payloads(&got), ["n2", "n3"], "newest two");
     assert_eq!(b.stats().expired, 1);
     b.flush().await.expect("flush");
     assert!(
@@ -425,7 +416,7 @@ async fn map_cap_evicts_oldest(kind: Kind) {
     let place = Place::new(kind, "cap").await;
     let mut config = place.config();
     config.map_cap_per_topic = 3;
-    let b = Backend::new(config, default_hooks())
+    let b = Actions::new(config, default_bindings())
         .await
         .expect("backend");
     let mut ids = Vec::new();
@@ -450,13 +441,13 @@ async fn message_store_and_hook_filters(kind: Kind) {
     let place = Place::new(kind, "filters").await;
     let hooks = vec![
         hook(
-            HookEvent::MessagePublish,
-            HookFunction::OnMessageStore,
+            Event::MessagePublish,
+            Action::OnMessageStore,
             Some("keep/#"),
         ),
         hook(
-            HookEvent::MessagePublish,
-            HookFunction::OnMessageRetain,
+            Event::MessagePublish,
+            Action::OnMessageRetain,
             Some("keep/#"),
         ),
     ];
@@ -498,13 +489,10 @@ async fn restart_keeps_state(kind: Kind) {
         b.session_created("c1").await.expect("lookup"),
         vec![("st/#".to_owned(), 1)]
     );
+    assert_eq!(retained_payloads(&b).await, ["retained"]);
     let got = b.subscribed("c1", "st/#", 1, true).await.expect("sub");
-    assert_eq!(
-        payloads(&got),
-        [("retained".into(), true), ("stored".into(), false)]
-    );
-    assert_eq!(got[1].message.msgid, m);
-    assert_eq!(b.stats().retained, 1);
+    assert_eq!(payloads(&got), ["stored"]);
+    assert_eq!(got[0].msgid, m);
     b.close().await.expect("close");
 }
 

@@ -4,7 +4,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use dynamq_store::backend_conf::BackendConf;
-use dynamq_store::hooks::{HookEvent, HookFunction, default_hooks};
+use dynamq_store::binding::{Action, Event, default_bindings};
 
 fn fixture() -> BackendConf {
     let path =
@@ -27,17 +27,17 @@ fn tutorial_config_block_parses() {
         pool.aws_secret_access_key.as_deref(),
         Some("TZt7XoRi+vtCJYQ9YsAinh19jR1rngm/hxZMWR2P")
     );
-    assert_eq!(conf.hooks.len(), 10);
+    assert_eq!(conf.bindings.len(), 10);
     // The file's ten hooks are the defaults.
-    let mut defaults = default_hooks();
+    let mut defaults = default_bindings();
     defaults.sort_by_key(|h| (h.event, h.seq));
-    assert_eq!(conf.hooks, defaults);
+    assert_eq!(conf.bindings, defaults);
     let unsub = conf
-        .hooks
+        .bindings
         .iter()
-        .find(|h| h.event == HookEvent::SessionUnsubscribed)
+        .find(|h| h.event == Event::SessionUnsubscribed)
         .expect("unsubscribed hook");
-    assert_eq!(unsub.function, HookFunction::OnAckedDelete);
+    assert_eq!(unsub.action, Action::OnAckedDelete);
     assert_eq!(unsub.topic_filter.as_deref(), Some("#"));
     assert_eq!(unsub.pool.as_deref(), Some("pool1"));
 
@@ -64,20 +64,17 @@ backend.dynamo.hook.session.subscribed.2 = {"action": {"function": "on_message_f
 backend.dynamo.hook.message.publish.1 = {"topic": "#", "action": {"function": "on_message_store"}}
 "##;
     let conf = BackendConf::parse(text, "x.conf").expect("parses");
-    assert_eq!(conf.hooks.len(), 3);
+    assert_eq!(conf.bindings.len(), 3);
     // Sorted by event (declaration order: session.* before message.*) then number.
-    let q = &conf.hooks[0];
-    assert_eq!(q.function, HookFunction::OnMessageFetchForQueue);
+    let q = &conf.bindings[0];
+    assert_eq!(q.action, Action::OnMessageFetchForQueue);
     assert_eq!(q.max_returned_count, Some(500));
     assert_eq!(q.time_range, Some(Duration::from_secs(7200)));
     assert_eq!(q.topic_filter.as_deref(), Some("t/#"));
-    assert_eq!(
-        conf.hooks[1].function,
-        HookFunction::OnMessageFetchForPubsub
-    );
-    assert_eq!(conf.hooks[1].time_range, Some(Duration::from_secs(90)));
-    assert_eq!(conf.hooks[1].pool, None);
-    assert_eq!(conf.hooks[2].function, HookFunction::OnMessageStore);
+    assert_eq!(conf.bindings[1].action, Action::OnMessageFetchForPubsub);
+    assert_eq!(conf.bindings[1].time_range, Some(Duration::from_secs(90)));
+    assert_eq!(conf.bindings[1].pool, None);
+    assert_eq!(conf.bindings[2].action, Action::OnMessageStore);
 }
 
 fn error_of(text: &str) -> String {

@@ -13,8 +13,8 @@ use std::time::Duration;
 
 use futures_util::future::join_all;
 
-use super::{Backend, BackendError};
-use crate::hooks::{HookFunction, HookSpec};
+use super::{Actions, ActionsError};
+use crate::binding::{Action, Binding};
 use crate::msgid::{MsgId, now_micros};
 use crate::record::MessageRecord;
 use crate::store::Store;
@@ -25,17 +25,17 @@ const READ_CONCURRENCY: usize = 16;
 /// flush and look again instead of calling it dangling.
 const IN_FLIGHT_GRACE: Duration = Duration::from_secs(60);
 
-impl Backend {
+impl Actions {
     pub(super) async fn fetch_stored(
         &self,
         clientid: &str,
         filter: &str,
-    ) -> Result<Vec<MessageRecord>, BackendError> {
+    ) -> Result<Vec<MessageRecord>, ActionsError> {
         let queue = self
-            .hook(HookFunction::OnMessageFetchForQueue, filter)
+            .binding(Action::OnMessageFetchForQueue, filter)
             .cloned();
         let pubsub = self
-            .hook(HookFunction::OnMessageFetchForPubsub, filter)
+            .binding(Action::OnMessageFetchForPubsub, filter)
             .cloned();
         if queue.is_none() && pubsub.is_none() {
             return Ok(Vec::new());
@@ -89,7 +89,7 @@ impl Backend {
     async fn read_topic_ids(
         &self,
         topics: &[String],
-    ) -> Result<HashMap<String, BTreeSet<MsgId>>, BackendError> {
+    ) -> Result<HashMap<String, BTreeSet<MsgId>>, ActionsError> {
         let mut out = HashMap::with_capacity(topics.len());
         for chunk in topics.chunks(READ_CONCURRENCY) {
             let reads = join_all(chunk.iter().map(|t| self.store.map_msgids(t))).await;
@@ -114,7 +114,7 @@ impl Backend {
         &self,
         clientid: &str,
         topics: &[String],
-    ) -> Result<HashMap<String, Option<MsgId>>, BackendError> {
+    ) -> Result<HashMap<String, Option<MsgId>>, ActionsError> {
         let mut out = HashMap::with_capacity(topics.len());
         for chunk in topics.chunks(READ_CONCURRENCY) {
             let reads = join_all(chunk.iter().map(|t| self.store.acked(t, clientid))).await;
@@ -128,11 +128,11 @@ impl Backend {
     /// Applies a hook's `time_range` (expiring older ids) and `max_returned_count` (newest).
     async fn select(
         &self,
-        spec: &HookSpec,
+        spec: &Binding,
         mut ids: Vec<MsgId>,
         now: u64,
         ids_by_topic: &HashMap<String, BTreeSet<MsgId>>,
-    ) -> Result<Vec<MsgId>, BackendError> {
+    ) -> Result<Vec<MsgId>, ActionsError> {
         ids.sort_unstable();
         ids.dedup();
         if let Some(range) = spec.time_range {
@@ -161,7 +161,7 @@ impl Backend {
         ids: &[MsgId],
         ids_by_topic: &HashMap<String, BTreeSet<MsgId>>,
         delete_messages: bool,
-    ) -> Result<(), BackendError> {
+    ) -> Result<(), ActionsError> {
         for (topic, held) in ids_by_topic {
             let gone: Vec<MsgId> = ids.iter().copied().filter(|id| held.contains(id)).collect();
             if gone.is_empty() {
@@ -196,7 +196,7 @@ impl Backend {
         wanted: BTreeSet<MsgId>,
         ids_by_topic: &HashMap<String, BTreeSet<MsgId>>,
         now: u64,
-    ) -> Result<Vec<MessageRecord>, BackendError> {
+    ) -> Result<Vec<MessageRecord>, ActionsError> {
         if wanted.is_empty() {
             return Ok(Vec::new());
         }

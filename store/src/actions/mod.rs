@@ -1,11 +1,10 @@
-//! The hook actions: broker events in, store ops and lookups out ([`Backend`]).
+//! The hook actions: broker events in, store ops and lookups out ([`Actions`]).
 //!
 //! Each method runs only the functions configured for its event (the hook's topic filter is
 //! matched against the message topic, or the subscription filter for session events), as in
 //! DESIGN.md's action table. Writes go through the [`Writer`]; reads are awaited.
 
 mod fetch;
-mod index;
 mod types;
 
 use std::collections::{BTreeSet, HashMap};
@@ -14,18 +13,19 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use parking_lot::{Mutex, RwLock};
 
+use dynamq_codec::topic_map::TopicMap;
+
+use crate::any::AnyStore;
+use crate::binding::{Action, Binding};
 use crate::dynamo::DynamoStore;
 use crate::embedded::EmbeddedStore;
-use crate::hooks::{HookEvent, HookFunction, HookSpec};
 use crate::msgid::{MsgId, MsgIdGen};
 use crate::op::WriteOp;
-use crate::record::{AckedRecord, ClientRecord, MessageRecord, SubRecord};
-use crate::store::{AnyStore, Store};
+use crate::record::{AckedRecord, ClientRecord, MessageRecord, RetainRecord, SubRecord};
+use crate::store::Store;
 use crate::writer::{SubmitError, Writer, WriterClosed, WriterConfig};
-use index::TopicIndex;
 pub use types::{
-    BackendConfig, BackendError, BackendStats, Delivery, OverflowPolicy, PublishedMessage,
-    StoreConfig,
+    ActionsConfig, ActionsError, ActionsStats, OverflowPolicy, PublishedMessage, StoreConfig,
 };
 
 #[derive(Debug, Default)]
@@ -38,21 +38,19 @@ struct Counters {
     read_errors: AtomicU64,
 }
 
-/// The actions and their state. Share it with `Arc<Backend>`.
+/// The actions and their state. Share it with `Arc<Actions>`.
 #[derive(Debug)]
-pub struct Backend {
+pub struct Actions {
     store: AnyStore,
     writer: Writer,
     writer_task: Mutex<Option<tokio::task::JoinHandle<()>>>,
-    hooks: Vec<HookSpec>,
+    bindings: Vec<Binding>,
     ids: MsgIdGen,
     overflow: OverflowPolicy,
     map_cap: usize,
     delivered_cap: usize,
-    /// mqtt_retain, by topic.
-    retained: RwLock<TopicIndex<Arc<MessageRecord>>>,
     /// mqtt_topic_msg_map, by topic: the ids, in msgid (time) order.
-    stored: RwLock<TopicIndex<BTreeSet<MsgId>>>,
+    stored: RwLock<TopicMap<BTreeSet<MsgId>>>,
     /// Stored msgids already replayed, per client and subscription filter (cleared on
     /// unsubscribe and disconnect).
     delivered: Mutex<HashMap<String, HashMap<String, BTreeSet<MsgId>>>>,
@@ -63,9 +61,12 @@ pub struct Backend {
     counters: Counters,
 }
 
-impl Backend {
+impl Actions {
     /// Opens the store, loads the indexes and starts the writer.
-    pub async fn new(config: BackendConfig, hooks: Vec<HookSpec>) -> Result<Backend, BackendError> {
+    pub async fn new(
+        config: ActionsConfig,
+        bindings: Vec<Binding>,
+    ) -> Result<Actions, ActionsError> {
         let (store, default_writer) = match &config.store {
             StoreConfig::Embedded { data_dir } => (
                 AnyStore::Embedded(EmbeddedStore::open(data_dir).await?),
@@ -85,28 +86,27 @@ impl Backend {
             ),
         };
         let writer_config = config.writer.clone().unwrap_or(default_writer);
-        Backend::with_store(store, writer_config, &config, hooks).await
+        Actions::with_store(store, writer_config, &config, bindings).await
     }
 
-    /// Like [`Backend::new`] with an already opened store.
+    /// Like [`Actions::new`] with an already opened store.
     pub async fn with_store(
         store: AnyStore,
         writer_config: WriterConfig,
-        config: &BackendConfig,
-        hooks: Vec<HookSpec>,
-    ) -> Result<Backend, BackendError> {
+        config: &ActionsConfig,
+        bindings: Vec<Binding>,
+    ) -> Result<Actions, ActionsError> {
         let (writer, task) = Writer::spawn_with_handle(Arc::new(store.clone()), writer_config);
-        let backend = Backend {
+        let backend = Actions {
             store,
             writer,
             writer_task: Mutex::new(Some(task)),
-            hooks,
+            bindings,
             ids: MsgIdGen::new(&config.node),
             overflow: config.overflow,
             map_cap: config.map_cap_per_topic.max(1),
             delivered_cap: config.delivered_cap_per_subscription.max(1),
-            retained: RwLock::new(TopicIndex::default()),
-            stored: RwLock::new(TopicIndex::default()),
+            stored: RwLock::new(TopicMap::default()),
             delivered: Mutex::new(HashMap::new()),
             replay_since: Mutex::new(HashMap::new()),
             counters: Counters::default(),
@@ -115,22 +115,16 @@ impl Backend {
         Ok(backend)
     }
 
-    /// Reloads the retained and stored-message indexes from the store (at start; and when
-    /// other nodes write the same tables).
-    pub async fn refresh_indexes(&self) -> Result<(), BackendError> {
-        let retained = self.store.retained_all().await?;
+    /// Reloads the stored-message index from the store (at start; and when other nodes
+    /// write the same tables).
+    pub async fn refresh_indexes(&self) -> Result<(), ActionsError> {
         let maps = self.store.map_all().await?;
-        let mut r = TopicIndex::default();
-        for rec in retained {
-            r.insert(rec.topic.clone(), Arc::new(rec));
-        }
-        let mut s = TopicIndex::default();
+        let mut s = TopicMap::default();
         for (topic, ids) in maps {
             if !ids.is_empty() {
                 s.insert(topic, ids.into_iter().collect::<BTreeSet<_>>());
             }
         }
-        *self.retained.write() = r;
         *self.stored.write() = s;
         Ok(())
     }
@@ -140,31 +134,37 @@ impl Backend {
         &self.store
     }
 
-    /// The hooks in force.
-    pub fn hooks(&self) -> &[HookSpec] {
-        &self.hooks
+    /// The bindings in force.
+    pub fn bindings(&self) -> &[Binding] {
+        &self.bindings
     }
 
-    /// A fresh msgid from this node's generator.
-    pub fn next_msgid(&self) -> MsgId {
-        self.ids.next_id()
+    /// The retained messages to deliver on subscribe (mqtt_retain, one Scan), if
+    /// on_retain_lookup is bound: the broker keeps them in its retained index, which serves
+    /// every subscription. `None` if it is not bound.
+    pub async fn retained_messages(&self) -> Result<Option<Vec<RetainRecord>>, ActionsError> {
+        if !self.binds(Action::OnRetainLookup) {
+            return Ok(None);
+        }
+        Ok(Some(self.store.retained_all().await?))
     }
 
     /// The first hook binding `function` whose filter matches `topic` (`None` filter: any).
-    fn hook(&self, function: HookFunction, topic: &str) -> Option<&HookSpec> {
-        self.hooks.iter().find(|h| {
-            h.function == function
+    fn binding(&self, action: Action, topic: &str) -> Option<&Binding> {
+        self.bindings.iter().find(|h| {
+            h.action == action
                 && h.topic_filter
                     .as_deref()
                     .is_none_or(|f| dynamq_codec::topic::matches(f, topic))
         })
     }
 
-    fn configured(&self, function: HookFunction) -> bool {
-        self.hooks.iter().any(|h| h.function == function)
+    /// True if `action` is bound to its event (for any topic).
+    pub fn binds(&self, action: Action) -> bool {
+        self.bindings.iter().any(|h| h.action == action)
     }
 
-    async fn submit(&self, op: WriteOp) -> Result<(), BackendError> {
+    async fn submit(&self, op: WriteOp) -> Result<(), ActionsError> {
         match self.overflow {
             OverflowPolicy::Wait => Ok(self.writer.submit(op).await?),
             OverflowPolicy::Drop => match self.writer.try_submit(op) {
@@ -187,9 +187,8 @@ impl Backend {
         clientid: &str,
         node: &str,
         now: u64,
-    ) -> Result<(), BackendError> {
-        if self.configured(HookFunction::OnMessageFetchForQueue)
-            || self.configured(HookFunction::OnMessageFetchForPubsub)
+    ) -> Result<(), ActionsError> {
+        if self.binds(Action::OnMessageFetchForQueue) || self.binds(Action::OnMessageFetchForPubsub)
         {
             // Offline messages are those published while the client was away: read when it
             // left before this connection's record replaces it. A client never seen before
@@ -208,7 +207,7 @@ impl Backend {
             };
             self.replay_since.lock().insert(clientid.to_owned(), since);
         }
-        if self.configured(HookFunction::OnClientConnected) {
+        if self.binds(Action::OnClientConnected) {
             self.submit(WriteOp::PutClient(ClientRecord {
                 clientid: clientid.to_owned(),
                 node: node.to_owned(),
@@ -223,10 +222,10 @@ impl Backend {
 
     /// client.disconnected: on_client_disconnected sets connect_state 0 and offline_at. The
     /// client's replay-dedup memory is dropped (a new connection may replay again).
-    pub async fn client_disconnected(&self, clientid: &str, now: u64) -> Result<(), BackendError> {
+    pub async fn client_disconnected(&self, clientid: &str, now: u64) -> Result<(), ActionsError> {
         self.delivered.lock().remove(clientid);
         self.replay_since.lock().remove(clientid);
-        if self.configured(HookFunction::OnClientDisconnected) {
+        if self.binds(Action::OnClientDisconnected) {
             self.submit(WriteOp::ClientOffline {
                 clientid: clientid.to_owned(),
                 offline_at: now,
@@ -238,28 +237,28 @@ impl Backend {
 
     /// session.created: with on_subscribe_lookup, the client's stored subscriptions
     /// (filter, qos) for the broker to restore (empty otherwise).
-    pub async fn session_created(&self, clientid: &str) -> Result<Vec<(String, u8)>, BackendError> {
-        if !self.configured(HookFunction::OnSubscribeLookup) {
+    pub async fn session_created(&self, clientid: &str) -> Result<Vec<(String, u8)>, ActionsError> {
+        if !self.binds(Action::OnSubscribeLookup) {
             return Ok(Vec::new());
         }
         let subs = self.store.subscriptions(clientid).await?;
         Ok(subs.into_iter().map(|s| (s.topic, s.qos)).collect())
     }
 
-    /// session.subscribed. Stores the subscription (when on_subscribe_lookup is configured)
-    /// and returns what to deliver, in order: retained messages matching the filter
-    /// (on_retain_lookup; not for `$share/` filters), then stored messages
-    /// (on_message_fetch_for_queue / _for_pubsub; only for a new subscription with QoS > 0),
-    /// in msgid order, each at most once per (client, filter). A failed replay read is
-    /// counted (`read_errors`) and logged, and the retained messages are still returned.
+    /// session.subscribed. Stores the subscription (when on_subscribe_lookup is bound) and
+    /// returns the stored messages to replay (on_message_fetch_for_queue / _for_pubsub; only
+    /// for a new subscription with QoS > 0), in msgid order, leaving out those this
+    /// subscription already had. Tell [`Actions::replayed`] which of them were queued: only
+    /// those count as had. A failed replay read is counted (`read_errors`) and logged, and
+    /// nothing is replayed (the messages stay stored for the next subscription).
     pub async fn subscribed(
         &self,
         clientid: &str,
         filter: &str,
         qos: u8,
         is_new: bool,
-    ) -> Result<Vec<Delivery>, BackendError> {
-        if self.configured(HookFunction::OnSubscribeLookup) {
+    ) -> Result<Vec<MessageRecord>, ActionsError> {
+        if self.binds(Action::OnSubscribeLookup) {
             self.submit(WriteOp::PutSub(SubRecord {
                 clientid: clientid.to_owned(),
                 topic: filter.to_owned(),
@@ -267,54 +266,40 @@ impl Backend {
             }))
             .await?;
         }
-        let shared = dynamq_codec::topic::parse_shared(filter);
-        let real = shared.map_or(filter, |(_, f)| f);
-        let mut out = Vec::new();
-        if shared.is_none() && self.hook(HookFunction::OnRetainLookup, real).is_some() {
-            let mut retained: Vec<MessageRecord> = self
-                .retained
-                .read()
-                .matching(real)
-                .into_iter()
-                .map(|(_, rec)| (**rec).clone())
-                .collect();
-            retained.sort_by_key(|m| m.msgid);
-            out.extend(retained.into_iter().map(|message| Delivery {
-                message,
-                retained: true,
-            }));
+        if qos == 0 || !is_new {
+            return Ok(Vec::new());
         }
-        if qos > 0 && is_new {
-            // A failed replay must not fail the SUBSCRIBE: deliver the retained messages, count
-            // and log; the messages stay stored for the next subscription.
-            let stored = match self.fetch_stored(clientid, real).await {
-                Ok(stored) => stored,
-                Err(e) => {
-                    self.counters.read_errors.fetch_add(1, Ordering::Relaxed);
-                    tracing::error!(clientid, filter, error = %e, "stored message replay failed");
-                    Vec::new()
-                }
-            };
-            let fresh = self.remember_delivered(clientid, filter, &out, stored);
-            out.extend(fresh.into_iter().map(|message| Delivery {
-                message,
-                retained: false,
-            }));
+        let real = dynamq_codec::topic::parse_shared(filter).map_or(filter, |(_, f)| f);
+        let mut stored = match self.fetch_stored(clientid, real).await {
+            Ok(stored) => stored,
+            Err(e) => {
+                self.counters.read_errors.fetch_add(1, Ordering::Relaxed);
+                tracing::error!(clientid, filter, error = %e, "stored message replay failed");
+                return Ok(Vec::new());
+            }
+        };
+        if let Some(seen) = self
+            .delivered
+            .lock()
+            .get(clientid)
+            .and_then(|subs| subs.get(filter))
+        {
+            let before = stored.len();
+            stored.retain(|m| !seen.contains(&m.msgid));
+            let skipped = (before - stored.len()) as u64;
+            self.counters
+                .duplicates_skipped
+                .fetch_add(skipped, Ordering::Relaxed);
         }
-        Ok(out)
+        Ok(stored)
     }
 
-    /// Keeps the stored messages this subscription has not had yet (and not just delivered as
-    /// retained), and remembers them.
-    fn remember_delivered(
-        &self,
-        clientid: &str,
-        filter: &str,
-        retained: &[Delivery],
-        stored: Vec<MessageRecord>,
-    ) -> Vec<MessageRecord> {
-        if stored.is_empty() {
-            return stored;
+    /// The stored messages of [`Actions::subscribed`] that the broker queued for this
+    /// subscription: they are not replayed to it again (until it unsubscribes or the client
+    /// disconnects). One not queued (its session queue was full) stays replayable.
+    pub fn replayed(&self, clientid: &str, filter: &str, msgids: &[MsgId]) {
+        if msgids.is_empty() {
+            return;
         }
         let mut all = self.delivered.lock();
         let seen = all
@@ -322,33 +307,20 @@ impl Backend {
             .or_default()
             .entry(filter.to_owned())
             .or_default();
-        let mut fresh = Vec::with_capacity(stored.len());
-        for m in stored {
-            let dup =
-                seen.contains(&m.msgid) || retained.iter().any(|d| d.message.msgid == m.msgid);
-            if dup {
-                self.counters
-                    .duplicates_skipped
-                    .fetch_add(1, Ordering::Relaxed);
-            } else {
-                seen.insert(m.msgid);
-                fresh.push(m);
-            }
-        }
+        seen.extend(msgids.iter().copied());
         while seen.len() > self.delivered_cap {
             seen.pop_first();
         }
-        fresh
     }
 
     /// session.unsubscribed: deletes the stored subscription (when on_subscribe_lookup is
     /// configured) and, with on_acked_delete, mqtt_acked[filter, clientid] (and, for a
     /// wildcard filter, the rows of the stored topics it matches).
-    pub async fn unsubscribed(&self, clientid: &str, filter: &str) -> Result<(), BackendError> {
+    pub async fn unsubscribed(&self, clientid: &str, filter: &str) -> Result<(), ActionsError> {
         if let Some(subs) = self.delivered.lock().get_mut(clientid) {
             subs.remove(filter);
         }
-        if self.configured(HookFunction::OnSubscribeLookup) {
+        if self.binds(Action::OnSubscribeLookup) {
             self.submit(WriteOp::DeleteSub {
                 clientid: clientid.to_owned(),
                 topic: filter.to_owned(),
@@ -356,7 +328,7 @@ impl Backend {
             .await?;
         }
         let real = dynamq_codec::topic::parse_shared(filter).map_or(filter, |(_, f)| f);
-        if self.hook(HookFunction::OnAckedDelete, real).is_some() {
+        if self.binding(Action::OnAckedDelete, real).is_some() {
             let mut topics = vec![real.to_owned()];
             if real.contains(['+', '#']) {
                 topics.extend(
@@ -379,13 +351,13 @@ impl Backend {
     }
 
     /// message.publish. Gives the message its msgid (returned: keep it with the message and
-    /// pass it to [`Backend::message_acked`]) and runs on_message_publish (QoS > 0: mqtt_msg +
+    /// pass it to [`Actions::message_acked`]) and runs on_message_publish (QoS > 0: mqtt_msg +
     /// map), on_message_store (mqtt_msg), on_message_retain / on_retain_delete (retain flag;
     /// empty payload deletes). An empty retained message is never stored.
     pub async fn message_published(
         &self,
         msg: PublishedMessage<'_>,
-    ) -> Result<MsgId, BackendError> {
+    ) -> Result<MsgId, ActionsError> {
         let msgid = self.ids.next_id();
         let record = || MessageRecord {
             msgid,
@@ -398,19 +370,9 @@ impl Backend {
         };
         let empty_retained = msg.retain && msg.payload.is_empty();
         if msg.retain {
-            if !empty_retained
-                && self
-                    .hook(HookFunction::OnMessageRetain, msg.topic)
-                    .is_some()
-            {
-                let rec = record();
-                self.retained
-                    .write()
-                    .insert(msg.topic.to_owned(), Arc::new(rec.clone()));
-                self.submit(WriteOp::PutRetain(rec)).await?;
-            } else if empty_retained && self.hook(HookFunction::OnRetainDelete, msg.topic).is_some()
-            {
-                self.retained.write().remove(msg.topic);
+            if !empty_retained && self.binding(Action::OnMessageRetain, msg.topic).is_some() {
+                self.submit(WriteOp::PutRetain(record())).await?;
+            } else if empty_retained && self.binding(Action::OnRetainDelete, msg.topic).is_some() {
                 self.submit(WriteOp::DeleteRetain {
                     topic: msg.topic.to_owned(),
                 })
@@ -425,10 +387,8 @@ impl Backend {
         // or deleted: so only non-retained messages are queued.
         let queue = msg.qos > 0
             && !msg.retain
-            && self
-                .hook(HookFunction::OnMessagePublish, msg.topic)
-                .is_some();
-        if queue || self.hook(HookFunction::OnMessageStore, msg.topic).is_some() {
+            && self.binding(Action::OnMessagePublish, msg.topic).is_some();
+        if queue || self.binding(Action::OnMessageStore, msg.topic).is_some() {
             self.submit(WriteOp::PutMsg(record())).await?;
         }
         if queue {
@@ -469,7 +429,7 @@ impl Backend {
     }
 
     /// Removes ids from a topic's map (store and index) and deletes their messages.
-    async fn remove_stored(&self, topic: &str, ids: Vec<MsgId>) -> Result<(), BackendError> {
+    async fn remove_stored(&self, topic: &str, ids: Vec<MsgId>) -> Result<(), ActionsError> {
         if ids.is_empty() {
             return Ok(());
         }
@@ -503,11 +463,11 @@ impl Backend {
         clientid: &str,
         topic: &str,
         msgid: MsgId,
-    ) -> Result<(), BackendError> {
+    ) -> Result<(), ActionsError> {
         let queue = self
-            .hook(HookFunction::OnMessageAckedForQueue, topic)
+            .binding(Action::OnMessageAckedForQueue, topic)
             .is_some();
-        if queue || self.configured(HookFunction::OnMessageFetchForPubsub) {
+        if queue || self.binds(Action::OnMessageFetchForPubsub) {
             self.submit(WriteOp::PutAcked(AckedRecord {
                 topic: topic.to_owned(),
                 clientid: clientid.to_owned(),
@@ -522,22 +482,22 @@ impl Backend {
     }
 
     /// Queues a raw store op (for tools and tests; the actions above are the normal path).
-    /// The in-memory indexes are not updated: call [`Backend::refresh_indexes`] if needed.
-    pub async fn write(&self, op: WriteOp) -> Result<(), BackendError> {
+    /// The in-memory indexes are not updated: call [`Actions::refresh_indexes`] if needed.
+    pub async fn write(&self, op: WriteOp) -> Result<(), ActionsError> {
         self.submit(op).await
     }
 
     /// Waits until every write submitted so far is durable (or counted as failed).
-    pub async fn flush(&self) -> Result<(), BackendError> {
+    pub async fn flush(&self) -> Result<(), ActionsError> {
         Ok(self.writer.flush().await?)
     }
 
     /// Flushes, stops the writer and waits for it, releasing the store (the embedded file's
     /// lock is free once this returns and every clone of the store is dropped).
-    pub async fn close(self) -> Result<(), BackendError> {
+    pub async fn close(self) -> Result<(), ActionsError> {
         self.flush().await?;
         let task = self.writer_task.lock().take();
-        let Backend { writer, store, .. } = self;
+        let Actions { writer, store, .. } = self;
         drop(writer);
         drop(store);
         if let Some(task) = task {
@@ -546,9 +506,9 @@ impl Backend {
         Ok(())
     }
 
-    pub fn stats(&self) -> BackendStats {
+    pub fn stats(&self) -> ActionsStats {
         let c = &self.counters;
-        BackendStats {
+        ActionsStats {
             writer: self.writer.stats(),
             evicted: c.evicted.load(Ordering::Relaxed),
             expired: c.expired.load(Ordering::Relaxed),
@@ -556,13 +516,7 @@ impl Backend {
             duplicates_skipped: c.duplicates_skipped.load(Ordering::Relaxed),
             dropped_full: c.dropped_full.load(Ordering::Relaxed),
             read_errors: c.read_errors.load(Ordering::Relaxed),
-            retained: self.retained.read().len() as u64,
             stored_topics: self.stored.read().len() as u64,
         }
-    }
-
-    /// Hook specs of an event, in order (for the broker's diagnostics).
-    pub fn hooks_for(&self, event: HookEvent) -> impl Iterator<Item = &HookSpec> {
-        self.hooks.iter().filter(move |h| h.event == event)
     }
 }

@@ -1,4 +1,4 @@
-//! The types of the [`super::Backend`] API: its configuration, its inputs and outputs, its
+//! The types of the [`super::Actions`] API: its configuration, its inputs and outputs, its
 //! errors and counters.
 
 use std::path::PathBuf;
@@ -7,7 +7,6 @@ use bytes::Bytes;
 
 use crate::dynamo::DynamoConfig;
 use crate::error::StoreError;
-use crate::record::MessageRecord;
 use crate::writer::{WriterClosed, WriterConfig, WriterStats};
 
 /// Which store, and where.
@@ -31,9 +30,9 @@ pub enum OverflowPolicy {
     Drop,
 }
 
-/// Everything [`super::Backend::new`] needs besides the hooks.
+/// Everything [`super::Actions::new`] needs besides the hooks.
 #[derive(Debug, Clone)]
-pub struct BackendConfig {
+pub struct ActionsConfig {
     pub store: StoreConfig,
     /// This broker node's name: mixed into msgids (EMQX's node+pid hash).
     pub node: String,
@@ -48,9 +47,9 @@ pub struct BackendConfig {
     pub delivered_cap_per_subscription: usize,
 }
 
-impl BackendConfig {
-    pub fn new(store: StoreConfig, node: impl Into<String>) -> BackendConfig {
-        BackendConfig {
+impl ActionsConfig {
+    pub fn new(store: StoreConfig, node: impl Into<String>) -> ActionsConfig {
+        ActionsConfig {
             store,
             node: node.into(),
             writer: None,
@@ -63,14 +62,14 @@ impl BackendConfig {
 
 /// Errors the actions return to the broker.
 #[derive(Debug, thiserror::Error)]
-pub enum BackendError {
+pub enum ActionsError {
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error(transparent)]
     WriterClosed(#[from] WriterClosed),
 }
 
-/// A message published by a client, as [`super::Backend::message_published`] needs it.
+/// A message published by a client, as [`super::Actions::message_published`] needs it.
 #[derive(Debug, Clone, Copy)]
 pub struct PublishedMessage<'a> {
     pub topic: &'a str,
@@ -81,17 +80,9 @@ pub struct PublishedMessage<'a> {
     pub payload: &'a Bytes,
 }
 
-/// A message to deliver to a new subscription.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Delivery {
-    pub message: MessageRecord,
-    /// A retained message (send with the RETAIN flag), as opposed to a stored one.
-    pub retained: bool,
-}
-
 /// Counters of the actions (the writer's are in `writer`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct BackendStats {
+pub struct ActionsStats {
     pub writer: WriterStats,
     /// Ids evicted from a map item by the per-topic cap (their messages deleted).
     pub evicted: u64,
@@ -105,8 +96,6 @@ pub struct BackendStats {
     pub dropped_full: u64,
     /// Stored-message replays that failed on a store read (logged; SUBSCRIBE still served).
     pub read_errors: u64,
-    /// Retained messages in the index.
-    pub retained: u64,
     /// Topics with stored messages in the index.
     pub stored_topics: u64,
 }

@@ -15,9 +15,9 @@ use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-use dynamq_store::actions::{Backend, BackendConfig, StoreConfig};
+use dynamq_store::actions::{Actions, ActionsConfig, StoreConfig};
+use dynamq_store::binding::{Binding, default_bindings};
 use dynamq_store::dynamo::DynamoConfig;
-use dynamq_store::hooks::{HookSpec, default_hooks};
 use dynamq_store::tables::{Billing, create_tables};
 
 pub fn dynalite_cli() -> PathBuf {
@@ -197,22 +197,22 @@ impl Place {
         }
     }
 
-    pub fn config(&self) -> BackendConfig {
+    pub fn config(&self) -> ActionsConfig {
         let store = match (&self.kind, &self.dir) {
             (Kind::Embedded, Some(dir)) => StoreConfig::Embedded {
                 data_dir: dir.path().to_path_buf(),
             },
             _ => StoreConfig::Dynamo(shared().config(&self.prefix)),
         };
-        BackendConfig::new(store, "test@127.0.0.1")
+        ActionsConfig::new(store, "test@127.0.0.1")
     }
 
-    pub async fn backend(&self) -> Backend {
-        self.backend_with(default_hooks()).await
+    pub async fn backend(&self) -> Actions {
+        self.backend_with(default_bindings()).await
     }
 
-    pub async fn backend_with(&self, hooks: Vec<HookSpec>) -> Backend {
-        Backend::new(self.config(), hooks).await.expect("backend")
+    pub async fn backend_with(&self, hooks: Vec<Binding>) -> Actions {
+        Actions::new(self.config(), hooks).await.expect("backend")
     }
 }
 

@@ -1,24 +1,23 @@
-//! In-memory topic indexes with wildcard lookup: the retained messages (topic -> record) and
-//! the stored-message map (topic -> ids). They are caches of mqtt_retain and
-//! mqtt_topic_msg_map: loaded at start, kept current by this node's writes, refreshable.
+//! A map from topic names to values with wildcard lookup: the broker's retained messages
+//! (topic -> message) and the store's stored-message index (topic -> ids) are both one.
 //!
-//! A sorted map is enough for the lookups we do: a filter's literal levels before its first
+//! A sorted map is enough for the lookups they do: a filter's literal levels before its first
 //! wildcard give a key prefix, so `a/b/#` scans only keys starting with `a/b`, and only `#` or
 //! `+/...` scan everything.
 
 use std::collections::BTreeMap;
 use std::ops::Bound;
 
-use dynamq_codec::topic::matches;
+use crate::topic::matches;
 
 #[derive(Debug)]
-pub(crate) struct TopicIndex<V> {
+pub struct TopicMap<V> {
     map: BTreeMap<String, V>,
 }
 
-impl<V> Default for TopicIndex<V> {
+impl<V> Default for TopicMap<V> {
     fn default() -> Self {
-        TopicIndex {
+        TopicMap {
             map: BTreeMap::new(),
         }
     }
@@ -41,36 +40,47 @@ fn literal_prefix(filter: &str) -> (&str, bool) {
     (filter, false)
 }
 
-impl<V> TopicIndex<V> {
-    pub(crate) fn get(&self, topic: &str) -> Option<&V> {
+impl<V> TopicMap<V> {
+    pub fn get(&self, topic: &str) -> Option<&V> {
         self.map.get(topic)
     }
 
-    pub(crate) fn get_mut(&mut self, topic: &str) -> Option<&mut V> {
+    pub fn get_mut(&mut self, topic: &str) -> Option<&mut V> {
         self.map.get_mut(topic)
     }
 
-    pub(crate) fn insert(&mut self, topic: String, v: V) {
+    pub fn insert(&mut self, topic: String, v: V) {
         self.map.insert(topic, v);
     }
 
-    pub(crate) fn entry(&mut self, topic: &str) -> &mut V
+    pub fn entry(&mut self, topic: &str) -> &mut V
     where
         V: Default,
     {
         self.map.entry(topic.to_owned()).or_default()
     }
 
-    pub(crate) fn remove(&mut self, topic: &str) -> Option<V> {
+    pub fn remove(&mut self, topic: &str) -> Option<V> {
         self.map.remove(topic)
     }
 
-    pub(crate) fn len(&self) -> usize {
+    pub fn len(&self) -> usize {
         self.map.len()
     }
 
-    /// Topics (with values) matched by a filter (a plain filter, not `$share/...`).
-    pub(crate) fn matching<'a>(&'a self, filter: &'a str) -> Vec<(&'a str, &'a V)> {
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+
+    /// Keeps only the entries for which `f` is true.
+    pub fn retain(&mut self, f: impl FnMut(&String, &mut V) -> bool) {
+        self.map.retain(f);
+    }
+
+    /// Topics (with values) matched by a filter (a plain filter, not `$share/...`), in topic
+    /// order. `$` topics are matched only by filters that start with the same literal level
+    /// [MQTT-4.7.2-1].
+    pub fn matching<'a>(&'a self, filter: &'a str) -> Vec<(&'a str, &'a V)> {
         let (prefix, wildcard) = literal_prefix(filter);
         if !wildcard {
             return self
@@ -93,15 +103,15 @@ impl<V> TopicIndex<V> {
 mod tests {
     use super::*;
 
-    fn index(topics: &[&str]) -> TopicIndex<()> {
-        let mut i = TopicIndex::default();
+    fn index(topics: &[&str]) -> TopicMap<()> {
+        let mut i = TopicMap::default();
         for t in topics {
             i.insert((*t).to_owned(), ());
         }
         i
     }
 
-    fn hits(i: &TopicIndex<()>, f: &str) -> Vec<String> {
+    fn hits(i: &TopicMap<()>, f: &str) -> Vec<String> {
         i.matching(f)
             .into_iter()
             .map(|(k, _)| k.to_owned())

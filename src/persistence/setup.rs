@@ -1,15 +1,15 @@
-//! Building the hooks from the configuration: which store, which hook bindings (the TOML
+//! Building the persistence from the configuration: which store, which bindings (the TOML
 //! `[[hooks]]`, the tutorial's `backend.dynamo.*` file, or the tutorial's ten by default),
 //! and, for DynamoDB, a check of the six tables before the broker starts.
 
 use std::path::Path;
 
-use dynamq_store::actions::{Backend, BackendConfig, OverflowPolicy, StoreConfig};
+use dynamq_store::actions::{Actions, ActionsConfig, OverflowPolicy, StoreConfig};
 use dynamq_store::backend_conf::BackendConf;
+use dynamq_store::binding::{Action, Binding, Event, default_bindings, parse_duration};
 use dynamq_store::dynamo::DynamoConfig;
-use dynamq_store::hooks::{HookEvent, HookFunction, HookSpec, default_hooks, parse_duration};
 
-use super::Hooks;
+use super::Persistence;
 use crate::config::{Config, HookEntry, Overflow, StoreKind};
 
 #[derive(Debug, thiserror::Error)]
@@ -19,7 +19,7 @@ pub enum SetupError {
     #[error("hooks[{index}]: {message}")]
     Hook { index: usize, message: String },
     #[error("cannot open the store")]
-    Backend(#[from] dynamq_store::actions::BackendError),
+    Actions(#[from] dynamq_store::actions::ActionsError),
     #[error("cannot check the DynamoDB tables")]
     Check(#[source] dynamq_store::error::StoreError),
     #[error("the DynamoDB tables are not as dynamq needs them (run `dynamq tables create`):\n{0}")]
@@ -27,12 +27,12 @@ pub enum SetupError {
 }
 
 /// Applies a tutorial-format backend file: it names DynamoDB, its pool's server, keys and
-/// pool size, and its hooks.
-pub fn apply_backend_conf(config: &mut Config, path: &Path) -> Result<Vec<HookSpec>, SetupError> {
+/// pool size, and its bindings (hook lines).
+pub fn apply_backend_conf(config: &mut Config, path: &Path) -> Result<Vec<Binding>, SetupError> {
     let conf = BackendConf::from_file(path)?;
     config.store.kind = StoreKind::Dynamo;
     let pool = conf
-        .hooks
+        .bindings
         .iter()
         .find_map(|h| h.pool.clone())
         .or_else(|| conf.pools.keys().next().cloned());
@@ -45,23 +45,23 @@ pub fn apply_backend_conf(config: &mut Config, path: &Path) -> Result<Vec<HookSp
     } else if let Some(region) = conf.region {
         config.store.dynamo.region = region;
     }
-    Ok(conf.hooks)
+    Ok(conf.bindings)
 }
 
-/// The TOML `[[hooks]]` entries as hook specs; unknown names are errors naming the entry.
-pub fn hooks_from_config(entries: &[HookEntry]) -> Result<Vec<HookSpec>, SetupError> {
+/// The TOML `[[hooks]]` entries as bindings; unknown names are errors naming the entry.
+pub fn bindings_from_config(entries: &[HookEntry]) -> Result<Vec<Binding>, SetupError> {
     let mut specs = Vec::with_capacity(entries.len());
     for (index, e) in entries.iter().enumerate() {
         let err = |message: String| SetupError::Hook { index, message };
-        let event = HookEvent::from_name(&e.event)
+        let event = Event::from_name(&e.event)
             .ok_or_else(|| err(format!("unknown event {:?}", e.event)))?;
-        let function = HookFunction::from_name(&e.function)
+        let action = Action::from_name(&e.function)
             .ok_or_else(|| err(format!("unknown function {:?}", e.function)))?;
-        if function.event() != event {
+        if action.event() != event {
             return Err(err(format!(
                 "function {} runs on {}, not {}",
-                function.name(),
-                function.event(),
+                action.name(),
+                action.event(),
                 event
             )));
         }
@@ -71,11 +71,11 @@ pub fn hooks_from_config(entries: &[HookEntry]) -> Result<Vec<HookSpec>, SetupEr
                 Some(parse_duration(t).ok_or_else(|| err(format!("invalid time_range {t:?}")))?)
             }
         };
-        specs.push(HookSpec {
+        specs.push(Binding {
             event,
             seq: index as u32 + 1,
             topic_filter: e.topic.clone(),
-            function,
+            action,
             pool: e.pool.clone(),
             max_returned_count: e.max_returned_count,
             time_range,
@@ -84,11 +84,11 @@ pub fn hooks_from_config(entries: &[HookEntry]) -> Result<Vec<HookSpec>, SetupEr
     Ok(specs)
 }
 
-/// Opens the configured store with `hooks` (the tutorial's ten if empty). DynamoDB tables are
+/// Opens the configured store with `bindings` (the tutorial's ten if empty). DynamoDB tables are
 /// checked first: a missing table or a wrong key schema stops the start.
-pub async fn build(config: &Config, hooks: Vec<HookSpec>) -> Result<Hooks, SetupError> {
+pub async fn build(config: &Config, bindings: Vec<Binding>) -> Result<Persistence, SetupError> {
     let store = match config.store.kind {
-        StoreKind::None => return Ok(Hooks::none()),
+        StoreKind::None => return Ok(Persistence::none()),
         StoreKind::Embedded => StoreConfig::Embedded {
             data_dir: config.data_dir.clone(),
         },
@@ -104,17 +104,17 @@ pub async fn build(config: &Config, hooks: Vec<HookSpec>) -> Result<Hooks, Setup
             StoreConfig::Dynamo(dc)
         }
     };
-    let hooks = if hooks.is_empty() {
-        default_hooks()
+    let bindings = if bindings.is_empty() {
+        default_bindings()
     } else {
-        hooks
+        bindings
     };
-    let mut bc = BackendConfig::new(store, config.node_name.clone());
+    let mut bc = ActionsConfig::new(store, config.node_name.clone());
     bc.overflow = match config.store.overflow {
         Overflow::Wait => OverflowPolicy::Wait,
         Overflow::Drop => OverflowPolicy::Drop,
     };
     bc.map_cap_per_topic = config.store.map_cap_per_topic;
-    let backend = Backend::new(bc, hooks).await?;
-    Ok(Hooks::with_backend(backend, &config.node_name))
+    let actions = Actions::new(bc, bindings).await?;
+    Ok(Persistence::with_actions(actions, &config.node_name))
 }

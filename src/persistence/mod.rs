@@ -1,0 +1,255 @@
+//! Persistence: the broker's events (client connected, session subscribed, message
+//! published, ...) handed to the store's [`Actions`], and what the store gives back (stored
+//! subscriptions, stored messages to replay, retained messages at start) turned into the
+//! broker's types.
+//!
+//! With no store (`store.kind = "none"`) every call is a no-op and the broker is a plain
+//! in-memory broker. A store error never reaches the client: it is logged with its cause and
+//! counted (`store_errors`), and MQTT traffic goes on.
+//!
+//! Each store call is boxed: the store's futures are large (the AWS SDK's especially), and
+//! inlined they would make every connection task that large, idle or not.
+
+pub mod setup;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use dynamq_codec::{PublishProperties, QoS};
+use dynamq_store::actions::{Actions, ActionsError, ActionsStats, PublishedMessage};
+use dynamq_store::msgid::MsgId;
+use dynamq_store::record::MessageRecord;
+use parking_lot::Mutex;
+
+use crate::message::{ClientId, Message};
+
+/// Ended sessions remembered (see `Persistence::ended`) before old ones are pruned.
+const ENDED_PRUNE_AT: usize = 65_536;
+/// How long an ended session is remembered while store writes are pending.
+const ENDED_KEEP: Duration = Duration::from_secs(600);
+
+#[derive(Default)]
+pub struct Persistence {
+    actions: Option<Arc<Actions>>,
+    /// Written to mqtt_client.node.
+    node: String,
+    /// Store operations that failed (each also logged).
+    errors: AtomicU64,
+    /// Clients whose session ended here, and when. The deletion of their subscriptions may
+    /// still wait in the store's writer (store reads do not see queued writes), so the store
+    /// is not asked for their session when they come back: it would return the ended one.
+    /// Taken when the client connects again.
+    ended: Mutex<HashMap<ClientId, Instant>>,
+}
+
+fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+impl Persistence {
+    /// No store: an in-memory broker.
+    pub fn none() -> Persistence {
+        Persistence::default()
+    }
+
+    pub fn with_actions(actions: Actions, node: &str) -> Persistence {
+        Persistence {
+            actions: Some(Arc::new(actions)),
+            node: node.to_string(),
+            errors: AtomicU64::new(0),
+            ended: Mutex::default(),
+        }
+    }
+
+    pub fn actions(&self) -> Option<&Arc<Actions>> {
+        self.actions.as_ref()
+    }
+
+    pub fn errors(&self) -> u64 {
+        self.errors.load(Ordering::Relaxed)
+    }
+
+    pub fn stats(&self) -> Option<ActionsStats> {
+        self.actions.as_ref().map(|a| a.stats())
+    }
+
+    fn failed(&self, what: &str, client: &str, e: &ActionsError) {
+        self.errors.fetch_add(1, Ordering::Relaxed);
+        tracing::error!(client, "store action {what} failed: {e}");
+    }
+
+    /// The retained messages kept in the store (on_retain_lookup), for the broker's
+    /// retained index at start. `None`: retained messages are not read from the store.
+    pub async fn retained_messages(&self) -> Result<Option<Vec<Arc<Message>>>, ActionsError> {
+        let Some(a) = &self.actions else {
+            return Ok(None);
+        };
+        let records = Box::pin(a.retained_messages()).await?;
+        Ok(records.map(|rs| {
+            rs.into_iter()
+                .map(|r| Arc::new(message_from_record(r)))
+                .collect()
+        }))
+    }
+
+    /// client.connected
+    pub async fn client_connected(&self, client: &ClientId) {
+        let Some(a) = &self.actions else { return };
+        if let Err(e) = Box::pin(a.client_connected(client.as_str(), &self.node, now_secs())).await
+        {
+            self.failed("client.connected", client.as_str(), &e);
+        }
+    }
+
+    /// client.disconnected
+    pub async fn client_disconnected(&self, client: &ClientId) {
+        let Some(a) = &self.actions else { return };
+        if let Err(e) = Box::pin(a.client_disconnected(client.as_str(), now_secs())).await {
+            self.failed("client.disconnected", client.as_str(), &e);
+        }
+    }
+
+    /// session.created: the client's subscriptions kept in the store (on_subscribe_lookup),
+    /// for a session that was not in memory (after a restart, or from another node). Not
+    /// asked when the session was in memory (`in_memory`), nor when it ended here since the
+    /// client last connected: the store may not have taken its deletion yet, and has nothing
+    /// newer.
+    pub async fn stored_session(&self, client: &ClientId, in_memory: bool) -> Vec<(String, QoS)> {
+        let Some(a) = &self.actions else {
+            return Vec::new();
+        };
+        let ended_here = self.ended.lock().remove(client).is_some();
+        if in_memory || ended_here {
+            return Vec::new();
+        }
+        match Box::pin(a.session_created(client.as_str())).await {
+            Ok(subs) => subs
+                .into_iter()
+                .filter_map(|(filter, qos)| QoS::from_u8(qos).map(|q| (filter, q)))
+                .collect(),
+            Err(e) => {
+                self.failed("session.created", client.as_str(), &e);
+                Vec::new()
+            }
+        }
+    }
+
+    /// A session ended: its subscriptions end with it, in the store too, so that a later
+    /// session of this client does not get them back [MQTT-3.1.2-6].
+    pub async fn session_ended(&self, client: &ClientId, filters: impl Iterator<Item = &str>) {
+        if self.actions.is_none() {
+            return;
+        }
+        self.remember_ended(client);
+        for filter in filters {
+            self.session_unsubscribed(client, filter).await;
+        }
+    }
+
+    fn remember_ended(&self, client: &ClientId) {
+        let now = Instant::now();
+        let mut ended = self.ended.lock();
+        if ended.len() >= ENDED_PRUNE_AT {
+            // Clients that never came back: forget those ended long ago, or all of them
+            // once the store has written everything.
+            let writes_pending = self.stats().is_some_and(|s| s.writer.pending > 0);
+            ended.retain(|_, at| writes_pending && now.duration_since(*at) < ENDED_KEEP);
+        }
+        ended.insert(client.clone(), now);
+    }
+
+    /// session.subscribed: stores the subscription and returns the stored messages to
+    /// replay to it, in order. Call [`Persistence::replayed`] with those that were queued.
+    pub async fn session_subscribed(
+        &self,
+        client: &ClientId,
+        filter: &str,
+        qos: QoS,
+        is_new: bool,
+    ) -> Vec<Arc<Message>> {
+        let Some(a) = &self.actions else {
+            return Vec::new();
+        };
+        match Box::pin(a.subscribed(client.as_str(), filter, qos as u8, is_new)).await {
+            Ok(records) => records
+                .into_iter()
+                .map(|r| Arc::new(message_from_record(r)))
+                .collect(),
+            Err(e) => {
+                self.failed("session.subscribed", client.as_str(), &e);
+                Vec::new()
+            }
+        }
+    }
+
+    /// The stored messages of `session_subscribed` that were queued for the subscription.
+    pub fn replayed(&self, client: &ClientId, filter: &str, msgids: &[MsgId]) {
+        if let Some(a) = &self.actions {
+            a.replayed(client.as_str(), filter, msgids);
+        }
+    }
+
+    /// session.unsubscribed
+    pub async fn session_unsubscribed(&self, client: &ClientId, filter: &str) {
+        let Some(a) = &self.actions else { return };
+        if let Err(e) = Box::pin(a.unsubscribed(client.as_str(), filter)).await {
+            self.failed("session.unsubscribed", client.as_str(), &e);
+        }
+    }
+
+    /// message.publish: stores the message as configured and gives it its msgid.
+    pub async fn message_published(&self, msg: &Arc<Message>) {
+        let Some(a) = &self.actions else { return };
+        let published = PublishedMessage {
+            topic: msg.topic_str(),
+            sender: msg.sender.as_str(),
+            qos: msg.qos as u8,
+            retain: msg.retain,
+            payload: &msg.payload,
+        };
+        match Box::pin(a.message_published(published)).await {
+            Ok(id) => {
+                let _ = msg.msgid.set(id);
+            }
+            Err(e) => self.failed("message.publish", msg.sender.as_str(), &e),
+        }
+    }
+
+    /// message.acked: the client acknowledged a message that has a msgid.
+    pub async fn message_acked(&self, client: &ClientId, msg: &Arc<Message>) {
+        let Some(a) = &self.actions else { return };
+        let Some(id) = msg.msgid.get() else { return };
+        if let Err(e) = Box::pin(a.message_acked(client.as_str(), msg.topic_str(), *id)).await {
+            self.failed("message.acked", client.as_str(), &e);
+        }
+    }
+
+    /// Waits until every store write submitted so far is durable (shutdown).
+    pub async fn flush(&self) {
+        let Some(a) = &self.actions else { return };
+        if let Err(e) = a.flush().await {
+            self.failed("flush", "-", &e);
+        }
+    }
+}
+
+/// A message read back from the store, as the router carries it.
+fn message_from_record(r: MessageRecord) -> Message {
+    let msgid = std::sync::OnceLock::new();
+    let _ = msgid.set(r.msgid);
+    Message {
+        topic: Bytes::from(r.topic),
+        payload: r.payload,
+        qos: QoS::from_u8(r.qos).unwrap_or(QoS::AtLeastOnce),
+        retain: r.retain,
+        properties: PublishProperties::default(),
+        expires_at: None,
+        sender: ClientId::new(&r.sender),
+        msgid,
+    }
+}
