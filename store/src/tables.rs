@@ -7,7 +7,6 @@
 use std::fmt;
 use std::time::{Duration, Instant};
 
-use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::ProvideErrorMetadata;
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ProvisionedThroughput,
@@ -15,7 +14,7 @@ use aws_sdk_dynamodb::types::{
 };
 
 use crate::dynamo::item::key_names;
-use crate::dynamo::{TableNames, sdk_error};
+use crate::dynamo::{DynamoClient, TableNames, sdk_error};
 use crate::error::StoreError;
 use crate::op::Table;
 
@@ -133,11 +132,14 @@ pub enum TablesError {
 /// How long `create_tables` waits for a table to become ACTIVE.
 const ACTIVE_TIMEOUT: Duration = Duration::from_secs(120);
 
-async fn describe(client: &Client, name: &str) -> Result<Option<TableDescription>, StoreError> {
-    match client.describe_table().table_name(name).send().await {
+async fn describe(
+    client: &DynamoClient,
+    name: &str,
+) -> Result<Option<TableDescription>, StoreError> {
+    match client.sdk().describe_table().table_name(name).send().await {
         Ok(out) => Ok(out.table),
         Err(e) if e.code() == Some("ResourceNotFoundException") => Ok(None),
-        Err(e) => Err(sdk_error("DescribeTable", name, e)),
+        Err(e) => Err(sdk_error(client.target(), "DescribeTable", name, e)),
     }
 }
 
@@ -182,7 +184,7 @@ fn schema_problems(table: Table, desc: &TableDescription) -> Vec<Problem> {
 }
 
 /// Checks that the six tables exist, are ACTIVE and have the tutorial's key schemas.
-pub async fn check_tables(client: &Client, prefix: &str) -> Result<TablesReport, StoreError> {
+pub async fn check_tables(client: &DynamoClient, prefix: &str) -> Result<TablesReport, StoreError> {
     let names = TableNames::new(prefix);
     let mut tables = Vec::new();
     for table in Table::ALL {
@@ -206,7 +208,7 @@ pub async fn check_tables(client: &Client, prefix: &str) -> Result<TablesReport,
 /// Creates the missing tables and waits until all six are ACTIVE. Idempotent: an existing
 /// table with the right key schema is left alone; one with another schema is an error.
 pub async fn create_tables(
-    client: &Client,
+    client: &DynamoClient,
     prefix: &str,
     billing: Billing,
 ) -> Result<Vec<(String, Created)>, TablesError> {
@@ -236,13 +238,13 @@ pub async fn create_tables(
 }
 
 async fn create_one(
-    client: &Client,
+    client: &DynamoClient,
     table: Table,
     name: &str,
     billing: Billing,
 ) -> Result<Created, TablesError> {
     let (hash, range) = key_names(table);
-    let mut call = client.create_table().table_name(name);
+    let mut call = client.sdk().create_table().table_name(name);
     for (attr, kt) in
         std::iter::once((hash, KeyType::Hash)).chain(range.map(|r| (r, KeyType::Range)))
     {
@@ -281,11 +283,16 @@ async fn create_one(
         Ok(_) => Ok(Created::Created),
         // Another process created it between our describe and create.
         Err(e) if e.code() == Some("ResourceInUseException") => Ok(Created::AlreadyExisted),
-        Err(e) => Err(TablesError::Store(sdk_error("CreateTable", name, e))),
+        Err(e) => Err(TablesError::Store(sdk_error(
+            client.target(),
+            "CreateTable",
+            name,
+            e,
+        ))),
     }
 }
 
-async fn wait_active(client: &Client, name: &str) -> Result<(), TablesError> {
+async fn wait_active(client: &DynamoClient, name: &str) -> Result<(), TablesError> {
     let start = Instant::now();
     loop {
         if let Some(desc) = describe(client, name).await?

@@ -102,7 +102,7 @@ async fn items_have_the_tutorial_shapes() {
     .await
     .expect("publish binary");
     b.flush().await.expect("flush");
-    let client = shared().client().await;
+    let client = shared().client().await.sdk().clone();
 
     assert_eq!(
         scan_shapes(&client, &format!("{p}mqtt_client")).await,
@@ -239,6 +239,7 @@ async fn tables_create_is_idempotent_and_check_reports_problems() {
             .expect("key")
     };
     client
+        .sdk()
         .create_table()
         .table_name(format!("{bad}mqtt_sub"))
         .attribute_definitions(attr("clientid", ScalarAttributeType::N))
@@ -250,6 +251,7 @@ async fn tables_create_is_idempotent_and_check_reports_problems() {
     // dynalite reports CREATING for a moment even with --createTableMs 0.
     for _ in 0..100 {
         let desc = client
+            .sdk()
             .describe_table()
             .table_name(format!("{bad}mqtt_sub"))
             .send()

@@ -5,6 +5,7 @@
 //! and map adds/removes are UpdateItems, run concurrently. Reads: GetItem (strongly consistent
 //! where a just-written value matters), Query, Scan and BatchGetItem, all paginated.
 
+mod client;
 mod error;
 pub(crate) mod item;
 pub(crate) mod write;
@@ -13,8 +14,6 @@ pub(crate) use write::BATCH_WRITE_MAX;
 use std::collections::HashMap;
 use std::time::Duration;
 
-use aws_sdk_dynamodb::Client;
-use aws_sdk_dynamodb::config::{Credentials, Region};
 use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes};
 
 use crate::error::StoreError;
@@ -22,6 +21,7 @@ use crate::msgid::MsgId;
 use crate::op::{Table, WriteOp};
 use crate::record::{ClientRecord, MessageRecord, RetainRecord, SubRecord};
 use crate::store::{Store, WriteFailure};
+pub use client::{DynamoClient, Target, connect};
 pub(crate) use error::{build_error as build_error_pub, sdk_error};
 use item::Item;
 
@@ -71,42 +71,10 @@ impl std::fmt::Debug for DynamoConfig {
     }
 }
 
-/// Builds an SDK client from the config (used by the store and by `dynamq tables`).
-pub async fn connect(config: &DynamoConfig) -> Client {
-    let timeouts = aws_config::timeout::TimeoutConfig::builder()
-        .connect_timeout(Duration::from_secs(3))
-        // A hung server must not hold a batch forever: the writer retries on timeout.
-        .operation_attempt_timeout(Duration::from_secs(10))
-        .build();
-    // The writer retries failed writes itself, without limit; the SDK's own retries only
-    // delay what a client waits for (a subscription lookup on connect) while DynamoDB is
-    // unreachable, so they start at 100 ms instead of the default 1 s.
-    let retries = aws_config::retry::RetryConfig::standard()
-        .with_max_attempts(3)
-        .with_initial_backoff(Duration::from_millis(100));
-    let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .region(Region::new(config.region.clone()))
-        .timeout_config(timeouts)
-        .retry_config(retries);
-    if let Some(endpoint) = &config.endpoint {
-        loader = loader.endpoint_url(endpoint.clone());
-    }
-    if let (Some(id), Some(secret)) = (&config.access_key_id, &config.secret_access_key) {
-        loader = loader.credentials_provider(Credentials::new(
-            id.clone(),
-            secret.clone(),
-            None,
-            None,
-            "dynamq-config",
-        ));
-    }
-    Client::new(&loader.load().await)
-}
-
 /// The DynamoDB store. Cloning shares the SDK client (and its connection pool).
 #[derive(Clone, Debug)]
 pub struct DynamoStore {
-    client: Client,
+    client: DynamoClient,
     names: TableNames,
 }
 
@@ -133,15 +101,15 @@ impl DynamoStore {
         DynamoStore::with_client(connect(config).await, &config.table_prefix)
     }
 
-    pub fn with_client(client: Client, table_prefix: &str) -> DynamoStore {
+    pub fn with_client(client: DynamoClient, table_prefix: &str) -> DynamoStore {
         DynamoStore {
             client,
             names: TableNames::new(table_prefix),
         }
     }
 
-    /// The SDK client, for table administration ([`crate::tables`]).
-    pub fn sdk_client(&self) -> &Client {
+    /// The client, for table administration ([`crate::tables`]).
+    pub fn dynamo_client(&self) -> &DynamoClient {
         &self.client
     }
 
@@ -162,13 +130,14 @@ impl DynamoStore {
         let name = self.name(table);
         let out = self
             .client
+            .sdk()
             .get_item()
             .table_name(name)
             .set_key(Some(key))
             .consistent_read(consistent)
             .send()
             .await
-            .map_err(|e| sdk_error("GetItem", name, e))?;
+            .map_err(|e| sdk_error(self.client.target(), "GetItem", name, e))?;
         Ok(out.item)
     }
 
@@ -179,12 +148,13 @@ impl DynamoStore {
         loop {
             let out = self
                 .client
+                .sdk()
                 .scan()
                 .table_name(name)
                 .set_exclusive_start_key(start.take())
                 .send()
                 .await
-                .map_err(|e| sdk_error("Scan", name, e))?;
+                .map_err(|e| sdk_error(self.client.target(), "Scan", name, e))?;
             items.extend(out.items.unwrap_or_default());
             match out.last_evaluated_key {
                 Some(k) if !k.is_empty() => start = Some(k),
@@ -219,6 +189,7 @@ impl Store for DynamoStore {
         loop {
             let out = self
                 .client
+                .sdk()
                 .query()
                 .table_name(name)
                 .key_condition_expression("#c = :c")
@@ -227,7 +198,7 @@ impl Store for DynamoStore {
                 .set_exclusive_start_key(start.take())
                 .send()
                 .await
-                .map_err(|e| sdk_error("Query", name, e))?;
+                .map_err(|e| sdk_error(self.client.target(), "Query", name, e))?;
             for i in out.items.unwrap_or_default() {
                 subs.push(item::sub_from(&i)?);
             }
@@ -296,11 +267,12 @@ impl Store for DynamoStore {
             loop {
                 let out_page = self
                     .client
+                    .sdk()
                     .batch_get_item()
                     .set_request_items(Some(HashMap::from([(name.clone(), request)])))
                     .send()
                     .await
-                    .map_err(|e| sdk_error("BatchGetItem", &name, e))?;
+                    .map_err(|e| sdk_error(self.client.target(), "BatchGetItem", &name, e))?;
                 if let Some(mut responses) = out_page.responses
                     && let Some(items) = responses.remove(&name)
                 {

@@ -5,13 +5,12 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::types::{AttributeValue, DeleteRequest, PutRequest, WriteRequest};
 use futures_util::future::join_all;
 
-use super::TableNames;
 use super::error::{build_error, sdk_error};
 use super::item::{self, Item, key_string};
+use super::{DynamoClient, TableNames};
 use crate::error::StoreError;
 use crate::op::{Table, WriteOp};
 use crate::store::WriteFailure;
@@ -22,7 +21,7 @@ pub(crate) const BATCH_WRITE_MAX: usize = 25;
 const UNPROCESSED_ROUNDS: u32 = 4;
 
 pub(super) async fn write(
-    client: &Client,
+    client: &DynamoClient,
     names: &TableNames,
     ops: Vec<WriteOp>,
 ) -> Vec<WriteFailure> {
@@ -98,7 +97,7 @@ fn request_key(table: Table, req: &WriteRequest) -> String {
 
 /// One BatchWriteItem (<= 25 ops on distinct keys), retrying UnprocessedItems a few rounds.
 async fn batch_write(
-    client: &Client,
+    client: &DynamoClient,
     names: &TableNames,
     ops: Vec<WriteOp>,
 ) -> Option<WriteFailure> {
@@ -130,6 +129,7 @@ async fn batch_write(
     while !requests.is_empty() {
         let tables: Vec<String> = requests.keys().cloned().collect();
         let call = client
+            .sdk()
             .batch_write_item()
             .set_request_items(Some(requests.clone()))
             .send()
@@ -137,7 +137,7 @@ async fn batch_write(
         let unprocessed = match call {
             Ok(out) => out.unprocessed_items.unwrap_or_default(),
             Err(e) => {
-                let error = sdk_error("BatchWriteItem", &tables.join(","), e);
+                let error = sdk_error(client.target(), "BatchWriteItem", &tables.join(","), e);
                 return Some(WriteFailure {
                     ops: take_ops(&requests, &table_of, &mut by_key),
                     error,
@@ -183,8 +183,8 @@ fn take_ops(
     ops
 }
 
-async fn update(client: &Client, table: &str, op: &WriteOp) -> Result<(), StoreError> {
-    let call = client.update_item().table_name(table);
+async fn update(client: &DynamoClient, table: &str, op: &WriteOp) -> Result<(), StoreError> {
+    let call = client.sdk().update_item().table_name(table);
     let call = match op {
         WriteOp::ClientOffline {
             clientid,
@@ -218,5 +218,5 @@ async fn update(client: &Client, table: &str, op: &WriteOp) -> Result<(), StoreE
     call.send()
         .await
         .map(drop)
-        .map_err(|e| sdk_error("UpdateItem", table, e))
+        .map_err(|e| sdk_error(client.target(), "UpdateItem", table, e))
 }

@@ -137,7 +137,7 @@ impl Dynalite {
         }
     }
 
-    pub async fn client(&self) -> aws_sdk_dynamodb::Client {
+    pub async fn client(&self) -> dynamq_store::dynamo::DynamoClient {
         dynamq_store::dynamo::connect(&self.config("")).await
     }
 }
