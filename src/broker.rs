@@ -20,16 +20,16 @@ use crate::session::{EnqueueResult, Registry, Session};
 /// Everything the connections share. One per process.
 pub struct Broker {
     pub config: Config,
-    pub router: Router,
-    pub registry: Registry,
+    pub(crate) router: Router,
+    pub(crate) registry: Registry,
     pub metrics: Metrics,
     pub persistence: Persistence,
     /// Cancelled when the broker shuts down.
-    pub shutdown: CancellationToken,
+    pub(crate) shutdown: CancellationToken,
     /// Connection and timer tasks, awaited on shutdown.
-    pub tasks: TaskTracker,
+    pub(crate) tasks: TaskTracker,
     /// Where idle connections hibernate.
-    pub parker: Parker,
+    pub(crate) parker: Parker,
     next_conn_id: AtomicU64,
 }
 

@@ -14,7 +14,7 @@ use axum::routing::get;
 use crate::broker::Broker;
 
 /// Serves `/metrics` on `listener` until the broker shuts down.
-pub async fn serve(broker: Arc<Broker>, listener: tokio::net::TcpListener) {
+pub(crate) async fn serve(broker: Arc<Broker>, listener: tokio::net::TcpListener) {
     let shutdown = broker.shutdown.clone();
     let app = Router::new()
         .route("/metrics", get(metrics))
@@ -28,7 +28,7 @@ pub async fn serve(broker: Arc<Broker>, listener: tokio::net::TcpListener) {
 }
 
 /// Binds the HTTP listeners (before any client is accepted) and returns them.
-pub async fn bind(addrs: &[SocketAddr]) -> std::io::Result<Vec<tokio::net::TcpListener>> {
+pub(crate) async fn bind(addrs: &[SocketAddr]) -> std::io::Result<Vec<tokio::net::TcpListener>> {
     let mut out = Vec::with_capacity(addrs.len());
     for addr in addrs {
         out.push(crate::transport::tcp::bind(*addr).await?);
@@ -50,7 +50,7 @@ fn metric(out: &mut String, name: &str, kind: &str, help: &str, value: u64) {
 }
 
 /// The text exposition of every metric.
-pub fn render(broker: &Broker) -> String {
+pub(crate) fn render(broker: &Broker) -> String {
     let mut out = String::with_capacity(4096);
     for (name, help, value) in broker.metrics.snapshot() {
         metric(&mut out, &format!("{name}_total"), "counter", help, value);

@@ -19,12 +19,12 @@
 
 pub mod broker;
 pub mod config;
-pub mod connection;
-pub mod http;
-pub mod message;
+pub(crate) mod connection;
+pub(crate) mod http;
+pub(crate) mod message;
 pub mod metrics;
 pub mod persistence;
-pub mod router;
+pub(crate) mod router;
 pub mod server;
-pub mod session;
-pub mod transport;
+pub(crate) mod session;
+pub(crate) mod transport;

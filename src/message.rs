@@ -79,7 +79,7 @@ impl Message {
 
 /// One message queued for one session.
 #[derive(Debug, Clone)]
-pub struct Delivery {
+pub(crate) struct Delivery {
     pub msg: Arc<Message>,
     /// min(published QoS, granted QoS) [MQTT-3.8.4-6].
     pub qos: QoS,

@@ -9,13 +9,13 @@ use clap::{Args, Parser, Subcommand};
     about = "MQTT load generator: connections, publishers, subscribers, end-to-end runs",
     after_help = "Progress goes to stderr every second; the summary is one JSON line on stdout."
 )]
-pub struct Cli {
+pub(crate) struct Cli {
     #[command(subcommand)]
     pub mode: Mode,
 }
 
 #[derive(Debug, Subcommand)]
-pub enum Mode {
+pub(crate) enum Mode {
     /// Open N connections at a rate and hold them open (idle, with keepalive pings).
     Conn(ConnArgs),
     /// N publishers, at a rate or as fast as possible.
@@ -27,7 +27,7 @@ pub enum Mode {
 }
 
 #[derive(Debug, Clone, Args)]
-pub struct Common {
+pub(crate) struct Common {
     /// Broker host (IP address).
     #[arg(long, default_value = "127.0.0.1")]
     pub host: String,
@@ -57,7 +57,7 @@ pub struct Common {
 }
 
 #[derive(Debug, Clone, Args)]
-pub struct PublishOpts {
+pub(crate) struct PublishOpts {
     /// Number of publishers.
     #[arg(long, default_value_t = 1)]
     pub pubs: u32,
@@ -81,7 +81,7 @@ pub struct PublishOpts {
 }
 
 #[derive(Debug, Clone, Args)]
-pub struct SubscribeOpts {
+pub(crate) struct SubscribeOpts {
     /// Number of subscribers.
     #[arg(long, default_value_t = 1)]
     pub subs: u32,
@@ -91,7 +91,7 @@ pub struct SubscribeOpts {
 }
 
 #[derive(Debug, Args)]
-pub struct ConnArgs {
+pub(crate) struct ConnArgs {
     #[command(flatten)]
     pub common: Common,
     /// Number of connections.
@@ -109,7 +109,7 @@ pub struct ConnArgs {
 }
 
 #[derive(Debug, Args)]
-pub struct PubArgs {
+pub(crate) struct PubArgs {
     #[command(flatten)]
     pub common: Common,
     #[command(flatten)]
@@ -117,7 +117,7 @@ pub struct PubArgs {
 }
 
 #[derive(Debug, Args)]
-pub struct SubArgs {
+pub(crate) struct SubArgs {
     #[command(flatten)]
     pub common: Common,
     #[command(flatten)]
@@ -131,7 +131,7 @@ pub struct SubArgs {
 }
 
 #[derive(Debug, Args)]
-pub struct RunArgs {
+pub(crate) struct RunArgs {
     #[command(flatten)]
     pub common: Common,
     #[command(flatten)]

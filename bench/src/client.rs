@@ -24,7 +24,7 @@ const MAX_PACKET: u32 = 268_435_460;
 
 /// How a client connects; shared by every client of a run.
 #[derive(Debug, Clone)]
-pub struct ClientConfig {
+pub(crate) struct ClientConfig {
     pub addr: SocketAddr,
     pub protocol: Protocol,
     /// Seconds; the clients send PINGREQ every half of it when otherwise silent.
@@ -36,7 +36,7 @@ pub struct ClientConfig {
     pub handshake_timeout: Duration,
 }
 
-pub struct Client {
+pub(crate) struct Client {
     stream: TcpStream,
     /// Bytes read from the broker and not yet decoded.
     rbuf: BytesMut,
@@ -51,7 +51,10 @@ pub struct Client {
 impl Client {
     /// Opens the TCP connection, sends CONNECT (clean session) and waits for a successful
     /// CONNACK.
-    pub async fn connect(cfg: &ClientConfig, client_id: String) -> Result<Client, ClientError> {
+    pub(crate) async fn connect(
+        cfg: &ClientConfig,
+        client_id: String,
+    ) -> Result<Client, ClientError> {
         let stream = TcpStream::connect(cfg.addr)
             .await
             .map_err(|source| ClientError::Connect {
@@ -97,7 +100,7 @@ impl Client {
     }
 
     /// Subscribes to one filter and waits for a SUBACK granting it.
-    pub async fn subscribe(
+    pub(crate) async fn subscribe(
         &mut self,
         filter: String,
         qos: QoS,
@@ -123,12 +126,12 @@ impl Client {
     }
 
     /// Encodes `packet` at the end of the write buffer.
-    pub fn push(&mut self, packet: &Packet) -> Result<(), ClientError> {
+    pub(crate) fn push(&mut self, packet: &Packet) -> Result<(), ClientError> {
         Ok(encode(packet, self.protocol, &mut self.wbuf)?)
     }
 
     /// Writes the whole write buffer, in one syscall when the socket has room.
-    pub async fn flush(&mut self) -> Result<(), ClientError> {
+    pub(crate) async fn flush(&mut self) -> Result<(), ClientError> {
         if !self.wbuf.is_empty() {
             self.stream.write_all(&self.wbuf).await?;
             self.wbuf.clear();
@@ -138,7 +141,10 @@ impl Client {
 
     /// [`Client::flush`], abandoned at `stop` (a broker that stopped reading must not hang
     /// the run); false if stopped.
-    pub async fn flush_until(&mut self, stop: &CancellationToken) -> Result<bool, ClientError> {
+    pub(crate) async fn flush_until(
+        &mut self,
+        stop: &CancellationToken,
+    ) -> Result<bool, ClientError> {
         tokio::select! {
             r = self.flush() => r.map(|()| true),
             _ = stop.cancelled() => Ok(false),
@@ -147,7 +153,7 @@ impl Client {
 
     /// Reads whatever the socket has into the read buffer. Cancel safe: a cancelled call
     /// has read nothing.
-    pub async fn read_more(&mut self) -> Result<(), ClientError> {
+    pub(crate) async fn read_more(&mut self) -> Result<(), ClientError> {
         if self.rbuf.capacity() - self.rbuf.len() < 512 {
             self.rbuf.reserve(4096);
         }
@@ -158,12 +164,12 @@ impl Client {
     }
 
     /// The next whole packet already in the read buffer, if any.
-    pub fn next_packet(&mut self) -> Result<Option<Packet>, ClientError> {
+    pub(crate) fn next_packet(&mut self) -> Result<Option<Packet>, ClientError> {
         Ok(self.decoder.decode(&mut self.rbuf)?)
     }
 
     /// The next packet, reading as needed.
-    pub async fn recv(&mut self) -> Result<Packet, ClientError> {
+    pub(crate) async fn recv(&mut self) -> Result<Packet, ClientError> {
         loop {
             if let Some(packet) = self.next_packet()? {
                 return Ok(packet);
@@ -174,7 +180,7 @@ impl Client {
 
     /// Sends DISCONNECT and closes, ignoring errors (the broker may already be gone), within
     /// a second.
-    pub async fn disconnect(mut self) {
+    pub(crate) async fn disconnect(mut self) {
         let bye = async {
             let packet = Packet::Disconnect(Disconnect::new(ReasonCode::NormalDisconnection));
             if self.push(&packet).is_ok() {
@@ -187,7 +193,7 @@ impl Client {
 }
 
 /// The protocol for `--mqtt-version`: 3 or 4 mean 3.1.1, 5 means 5.0.
-pub fn protocol_for(version: u8) -> Option<Protocol> {
+pub(crate) fn protocol_for(version: u8) -> Option<Protocol> {
     match version {
         3 | 4 => Some(Protocol::V311),
         5 => Some(Protocol::V5),
@@ -196,6 +202,6 @@ pub fn protocol_for(version: u8) -> Option<Protocol> {
 }
 
 /// QoS from its number, for the command line.
-pub fn qos_for(qos: u8) -> Option<QoS> {
+pub(crate) fn qos_for(qos: u8) -> Option<QoS> {
     QoS::from_u8(qos)
 }

@@ -16,7 +16,7 @@ use crate::stats::Stats;
 /// Connects clients `0..n` named `{prefix}{index}`, each subscribed to `filter` (with `%i`
 /// replaced by its index) if given. Returns the clients that made it, by index; stops
 /// waiting at `deadline`.
-pub async fn connect_many(
+pub(crate) async fn connect_many(
     cfg: &Arc<ClientConfig>,
     stats: &Arc<Stats>,
     prefix: &str,

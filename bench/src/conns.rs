@@ -20,7 +20,7 @@ use crate::stats::Stats;
 
 /// What a `conn` run does.
 #[derive(Debug, Clone)]
-pub struct ConnPlan {
+pub(crate) struct ConnPlan {
     pub cfg: Arc<ClientConfig>,
     pub id_prefix: String,
     pub conns: u32,
@@ -33,7 +33,7 @@ pub struct ConnPlan {
 }
 
 /// Runs the plan; never fails, failures are in the summary.
-pub async fn run(plan: ConnPlan, stats: Arc<Stats>, summary: &mut ConnSummary) {
+pub(crate) async fn run(plan: ConnPlan, stats: Arc<Stats>, summary: &mut ConnSummary) {
     let started = Instant::now();
     summary.rss_before_kb = plan.broker_pid.and_then(rss_kb);
     let latency = Arc::new(Mutex::new(
@@ -162,7 +162,7 @@ async fn hold(
 }
 
 /// A process's resident memory, in KiB, from /proc/PID/status.
-pub fn rss_kb(pid: u32) -> Option<u64> {
+pub(crate) fn rss_kb(pid: u32) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
     line.split_whitespace().nth(1)?.parse().ok()

@@ -6,7 +6,7 @@
 use dynamq_codec::{DecodeError, EncodeError, ReasonCode};
 
 #[derive(Debug, thiserror::Error)]
-pub enum ClientError {
+pub(crate) enum ClientError {
     #[error("connect to {addr}: {source}")]
     Connect {
         addr: String,

@@ -19,7 +19,7 @@ use crate::stats::{Clock, Stats};
 use std::sync::atomic::Ordering::Relaxed;
 
 /// Bytes of the payload header: timestamp, publisher index, sequence number.
-pub const HEADER_LEN: usize = 16;
+pub(crate) const HEADER_LEN: usize = 16;
 
 /// Bytes encoded per write when not throttled: big enough to amortise the syscall, small
 /// enough that the timestamps in a batch are fresh.
@@ -27,7 +27,7 @@ const BATCH_BYTES: usize = 64 * 1024;
 
 /// What one publisher does.
 #[derive(Debug, Clone)]
-pub struct PubPlan {
+pub(crate) struct PubPlan {
     /// Written into each payload, so subscribers can tell publishers apart.
     pub index: u32,
     pub topic: Bytes,
@@ -45,7 +45,7 @@ pub struct PubPlan {
 
 /// How far a publisher got; kept by the caller so it survives an error.
 #[derive(Debug, Default, Clone, Copy)]
-pub struct PubProgress {
+pub(crate) struct PubProgress {
     pub sent: u64,
     /// Messages the broker took responsibility for: written (QoS 0), acknowledged (QoS 1/2).
     /// Deliveries are expected for these.
@@ -54,7 +54,7 @@ pub struct PubProgress {
 
 /// Runs one publisher on a connected client until its count is sent and acknowledged, or
 /// `stop`.
-pub async fn publish(
+pub(crate) async fn publish(
     client: &mut Client,
     plan: &PubPlan,
     stats: &Stats,
@@ -176,7 +176,7 @@ fn handle_acks(client: &mut Client, ids: &mut PacketIds, qos: QoS) -> Result<u64
 }
 
 /// A PINGREQ timer at half the keepalive (never, for keepalive 0).
-pub fn ping_interval(keep_alive: u16) -> tokio::time::Interval {
+pub(crate) fn ping_interval(keep_alive: u16) -> tokio::time::Interval {
     let period = match keep_alive {
         0 => Duration::from_secs(86_400),
         k => Duration::from_millis(u64::from(k) * 500),

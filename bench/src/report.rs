@@ -5,7 +5,7 @@ use serde::Serialize;
 
 /// Percentiles of a latency histogram.
 #[derive(Debug, Default, Serialize)]
-pub struct Percentiles {
+pub(crate) struct Percentiles {
     pub samples: u64,
     pub p50: u64,
     pub p99: u64,
@@ -15,7 +15,7 @@ pub struct Percentiles {
 }
 
 impl Percentiles {
-    pub fn of(h: &Histogram<u64>) -> Percentiles {
+    pub(crate) fn of(h: &Histogram<u64>) -> Percentiles {
         if h.is_empty() {
             return Percentiles::default();
         }
@@ -32,7 +32,7 @@ impl Percentiles {
 
 /// The summary of `pub`, `sub` and `run`.
 #[derive(Debug, Default, Serialize)]
-pub struct MsgSummary {
+pub(crate) struct MsgSummary {
     pub mode: &'static str,
     pub broker: String,
     pub mqtt_version: u8,
@@ -70,7 +70,7 @@ pub struct MsgSummary {
 
 /// The summary of `conn`.
 #[derive(Debug, Default, Serialize)]
-pub struct ConnSummary {
+pub(crate) struct ConnSummary {
     pub mode: &'static str,
     pub broker: String,
     pub mqtt_version: u8,
@@ -92,12 +92,12 @@ pub struct ConnSummary {
 }
 
 /// Seconds, rounded to the millisecond.
-pub fn secs(ns: u64) -> f64 {
+pub(crate) fn secs(ns: u64) -> f64 {
     (ns as f64 / 1e6).round() / 1e3
 }
 
 /// Events per second, rounded.
-pub fn rate(events: u64, ns: u64) -> f64 {
+pub(crate) fn rate(events: u64, ns: u64) -> f64 {
     if ns == 0 {
         0.0
     } else {

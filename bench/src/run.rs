@@ -22,7 +22,7 @@ use crate::subscriber::{SubState, receive};
 
 /// Everything a messaging run needs.
 #[derive(Debug, Clone)]
-pub struct Workload {
+pub(crate) struct Workload {
     pub cfg: Arc<ClientConfig>,
     /// Client ids start with this.
     pub id_prefix: String,
@@ -43,7 +43,7 @@ pub struct Workload {
 }
 
 /// Runs the workload; never fails, failures are in the summary.
-pub async fn run(w: Workload, stats: Arc<Stats>, summary: &mut MsgSummary) {
+pub(crate) async fn run(w: Workload, stats: Arc<Stats>, summary: &mut MsgSummary) {
     let started = Instant::now();
     let qos = w.sub_qos;
     let subs = connect_many(

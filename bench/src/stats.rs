@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 
 /// The time base of the timestamp in each payload.
 #[derive(Debug, Clone, Copy)]
-pub enum Clock {
+pub(crate) enum Clock {
     /// Nanoseconds since a process-wide `Instant`: exact when publishers and subscribers
     /// live in the same process (`run` mode).
     Monotonic,
@@ -23,13 +23,13 @@ pub enum Clock {
 }
 
 /// The process-wide base of [`Clock::Monotonic`].
-pub fn base() -> Instant {
+pub(crate) fn base() -> Instant {
     static BASE: OnceLock<Instant> = OnceLock::new();
     *BASE.get_or_init(Instant::now)
 }
 
 impl Clock {
-    pub fn now_ns(self) -> u64 {
+    pub(crate) fn now_ns(self) -> u64 {
         match self {
             Clock::Monotonic => base().elapsed().as_nanos() as u64,
             Clock::Wall => SystemTime::now()
@@ -40,12 +40,12 @@ impl Clock {
 }
 
 /// Nanoseconds since [`base`], for the time of the last delivery.
-pub fn mono_ns() -> u64 {
+pub(crate) fn mono_ns() -> u64 {
     base().elapsed().as_nanos() as u64
 }
 
 #[derive(Debug, Default)]
-pub struct Stats {
+pub(crate) struct Stats {
     /// PUBLISH packets written.
     pub sent: AtomicU64,
     /// QoS 1/2 publishes the broker has acknowledged (PUBACK, PUBCOMP).
@@ -65,19 +65,19 @@ pub struct Stats {
 }
 
 impl Stats {
-    pub fn error(&self, err: impl std::fmt::Display) {
+    pub(crate) fn error(&self, err: impl std::fmt::Display) {
         self.errors.fetch_add(1, Relaxed);
         if let Ok(mut first) = self.first_error.lock() {
             first.get_or_insert_with(|| err.to_string());
         }
     }
 
-    pub fn first_error(&self) -> Option<String> {
+    pub(crate) fn first_error(&self) -> Option<String> {
         self.first_error.lock().ok().and_then(|e| e.clone())
     }
 
     /// Unique deliveries so far.
-    pub fn unique_received(&self) -> u64 {
+    pub(crate) fn unique_received(&self) -> u64 {
         self.received
             .load(Relaxed)
             .saturating_sub(self.duplicates.load(Relaxed))
@@ -85,7 +85,7 @@ impl Stats {
 }
 
 /// Prints one progress line a second on stderr until `stop`.
-pub async fn progress(stats: &Stats, stop: CancellationToken) {
+pub(crate) async fn progress(stats: &Stats, stop: CancellationToken) {
     let start = Instant::now();
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.tick().await;

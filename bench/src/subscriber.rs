@@ -19,7 +19,7 @@ use crate::stats::{Clock, Stats, mono_ns};
 const MAX_LATENCY_US: u64 = 3_600_000_000;
 
 /// What one subscriber saw; kept by the caller so it survives an error.
-pub struct SubState {
+pub(crate) struct SubState {
     pub received: u64,
     pub duplicates: u64,
     /// Deliveries whose payload was too short to carry our header.
@@ -32,7 +32,7 @@ pub struct SubState {
 }
 
 impl SubState {
-    pub fn new() -> SubState {
+    pub(crate) fn new() -> SubState {
         SubState {
             received: 0,
             duplicates: 0,
@@ -86,7 +86,7 @@ impl Default for SubState {
 }
 
 /// Receives on a subscribed client until `stop`.
-pub async fn receive(
+pub(crate) async fn receive(
     client: &mut Client,
     state: &mut SubState,
     stats: &Stats,

@@ -11,7 +11,7 @@ use bytes::{Buf, BufMut, Bytes, BytesMut};
 use crate::error::DecodeError;
 
 /// The largest value a variable byte integer can hold (spec 1.5.5).
-pub const MAX_VARINT: u32 = 268_435_455;
+pub(crate) const MAX_VARINT: u32 = 268_435_455;
 
 const TRUNCATED: DecodeError =
     DecodeError::Malformed("[§2.1.4] the remaining length ends inside a field");

@@ -4,7 +4,7 @@ use dynamq_codec::ReasonCode;
 use dynamq_codec::error::DecodeError;
 
 #[derive(Debug, thiserror::Error)]
-pub enum ConnError {
+pub(crate) enum ConnError {
     #[error("i/o: {0}")]
     Io(#[from] std::io::Error),
     #[error("{0}")]
@@ -23,12 +23,12 @@ pub enum ConnError {
 }
 
 impl ConnError {
-    pub fn protocol(reason: ReasonCode, msg: &'static str) -> ConnError {
+    pub(crate) fn protocol(reason: ReasonCode, msg: &'static str) -> ConnError {
         ConnError::Protocol { reason, msg }
     }
 
     /// The reason code for a v5 DISCONNECT, if the client should get one.
-    pub fn disconnect_reason(&self) -> Option<ReasonCode> {
+    pub(crate) fn disconnect_reason(&self) -> Option<ReasonCode> {
         match self {
             ConnError::Io(_) | ConnError::ConnectTimeout(_) => None,
             ConnError::Decode(e) => Some(e.reason_code()),
@@ -38,7 +38,7 @@ impl ConnError {
     }
 
     /// True for a misbehaving client (logged at warn and counted), false for a network end.
-    pub fn is_violation(&self) -> bool {
+    pub(crate) fn is_violation(&self) -> bool {
         matches!(self, ConnError::Decode(_) | ConnError::Protocol { .. })
     }
 }

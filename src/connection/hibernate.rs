@@ -28,7 +28,7 @@ const WAKER: Token = Token(usize::MAX);
 /// Where hibernating connections wait. The poller thread starts with the first connection
 /// that hibernates.
 #[derive(Default)]
-pub struct Parker {
+pub(crate) struct Parker {
     inner: OnceLock<Option<Arc<Inner>>>,
 }
 
@@ -126,7 +126,7 @@ impl Parker {
     }
 
     /// Wakes the connection parked in `slot` (if it is still there).
-    pub fn wake(&self, slot: usize) {
+    pub(crate) fn wake(&self, slot: usize) {
         if let Some(Some(inner)) = self.inner.get() {
             if inner.stop.load(Ordering::SeqCst) {
                 // The poller has stopped (shutdown): wake it from here.
@@ -139,20 +139,16 @@ impl Parker {
     }
 
     /// Connections parked now.
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         match self.inner.get() {
             Some(Some(inner)) => inner.state.lock().slots.len(),
             _ => 0,
         }
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
     /// Wakes every parked connection and stops the poller (broker shutdown). The woken
     /// connections are tracked tasks when this returns.
-    pub fn wake_all_and_stop(&self) {
+    pub(crate) fn wake_all_and_stop(&self) {
         let Some(Some(inner)) = self.inner.get() else {
             return;
         };

@@ -10,9 +10,9 @@
 //! (`parked` takes it apart and puts it back together, `hibernate` is where it waits).
 
 mod connect;
-pub mod error;
+pub(crate) mod error;
 mod handshake;
-pub mod hibernate;
+pub(crate) mod hibernate;
 mod inbound;
 mod negotiated;
 mod outbound;
@@ -32,8 +32,8 @@ use crate::broker::Broker;
 use crate::message::ClientId;
 use crate::session::{Carried, Session};
 use crate::transport::Transport;
-pub use error::ConnError;
-pub use hibernate::Parker;
+pub(crate) use error::ConnError;
+pub(crate) use hibernate::Parker;
 use negotiated::Negotiated;
 pub(crate) use parked::{Parked, respawn};
 use parked::{drive, hibernate_after};
@@ -106,7 +106,7 @@ struct Io<R, W> {
 
 /// Serves one accepted connection until it ends. Never panics on client input; every
 /// violation is logged with the client id and the statement it breaks.
-pub async fn serve<S: Transport>(broker: Arc<Broker>, stream: S, peer: String) {
+pub(crate) async fn serve<S: Transport>(broker: Arc<Broker>, stream: S, peer: String) {
     if let Some(conn) = handshake::handshake(broker, stream, peer).await {
         drive(conn).await;
     }

@@ -8,7 +8,7 @@
 //! granted QoS, carrying every matching subscription identifier [MQTT-3.3.4-2]
 //! [MQTT-3.3.4-3].
 
-pub mod retained;
+pub(crate) mod retained;
 mod trie;
 
 use std::sync::Arc;
@@ -18,23 +18,28 @@ use parking_lot::RwLock;
 
 use crate::message::{Delivery, Message};
 use crate::session::{Session, Subscription};
-pub use retained::RetainIndex;
+pub(crate) use retained::RetainIndex;
 use trie::{Entry, Trie};
 
 #[derive(Debug, Default)]
-pub struct Router {
+pub(crate) struct Router {
     trie: RwLock<Trie>,
     pub retained: RetainIndex,
 }
 
 impl Router {
-    pub fn new() -> Router {
+    pub(crate) fn new() -> Router {
         Router::default()
     }
 
     /// Adds or replaces `session`'s subscription to `filter` (which may be `$share/g/f`).
     /// Returns true if the session already had a subscription to that filter.
-    pub fn subscribe(&self, session: &Arc<Session>, filter: &str, sub: &Subscription) -> bool {
+    pub(crate) fn subscribe(
+        &self,
+        session: &Arc<Session>,
+        filter: &str,
+        sub: &Subscription,
+    ) -> bool {
         let entry = Entry {
             session: session.clone(),
             options: sub.options.clone(),
@@ -48,7 +53,7 @@ impl Router {
     }
 
     /// Removes `session`'s subscription to `filter`. Returns true if there was one.
-    pub fn unsubscribe(&self, session: &Arc<Session>, filter: &str) -> bool {
+    pub(crate) fn unsubscribe(&self, session: &Arc<Session>, filter: &str) -> bool {
         let mut trie = self.trie.write();
         match topic::parse_shared(filter) {
             Some((group, real)) => trie.remove_shared(real, group, session),
@@ -59,7 +64,11 @@ impl Router {
     /// Calls `deliver` once for every session `msg` goes to, with that session's delivery.
     /// Runs in the publisher's task, with the trie read-locked: `deliver` must not subscribe
     /// or unsubscribe.
-    pub fn route(&self, msg: &Arc<Message>, mut deliver: impl FnMut(&Arc<Session>, Delivery)) {
+    pub(crate) fn route(
+        &self,
+        msg: &Arc<Message>,
+        mut deliver: impl FnMut(&Arc<Session>, Delivery),
+    ) {
         let trie = self.trie.read();
         let mut matches: Vec<&Entry> = Vec::new();
         trie.matches(msg.topic_str(), &mut matches);
@@ -104,7 +113,7 @@ impl Router {
     }
 
     /// Number of distinct filters with at least one subscriber.
-    pub fn filter_count(&self) -> usize {
+    pub(crate) fn filter_count(&self) -> usize {
         self.trie.read().filter_count()
     }
 }

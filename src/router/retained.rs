@@ -15,14 +15,14 @@ use parking_lot::RwLock;
 use crate::message::Message;
 
 #[derive(Debug, Default)]
-pub struct RetainIndex {
+pub(crate) struct RetainIndex {
     map: RwLock<TopicMap<Arc<Message>>>,
 }
 
 impl RetainIndex {
     /// Stores `msg` as the retained message of its topic, or deletes the topic's retained
     /// message if the payload is empty [MQTT-3.3.1-10] [MQTT-3.3.1-11].
-    pub fn set(&self, msg: &Arc<Message>) {
+    pub(crate) fn set(&self, msg: &Arc<Message>) {
         let topic = msg.topic_str();
         let mut map = self.map.write();
         if msg.payload.is_empty() {
@@ -33,7 +33,7 @@ impl RetainIndex {
     }
 
     /// Retained messages matching `filter`, expired ones left out and removed.
-    pub fn matching(&self, filter: &str) -> Vec<Arc<Message>> {
+    pub(crate) fn matching(&self, filter: &str) -> Vec<Arc<Message>> {
         let now = Instant::now();
         let mut expired = false;
         let found: Vec<Arc<Message>> = self
@@ -53,11 +53,7 @@ impl RetainIndex {
         found
     }
 
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.map.read().len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.map.read().is_empty()
     }
 }

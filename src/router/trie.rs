@@ -12,7 +12,7 @@ use dynamq_codec::SubscriptionOptions;
 use crate::session::Session;
 
 #[derive(Debug)]
-pub struct Entry {
+pub(super) struct Entry {
     pub session: Arc<Session>,
     pub options: SubscriptionOptions,
     pub id: Option<u32>,
@@ -57,7 +57,7 @@ fn upsert(entries: &mut Vec<Entry>, entry: Entry) -> bool {
 }
 
 #[derive(Debug, Default)]
-pub struct Trie {
+pub(super) struct Trie {
     root: Node,
     filters: usize,
     /// Shared groups in the trie; the walk for shared subscriptions is skipped at 0.
@@ -76,7 +76,7 @@ impl Trie {
     }
 
     /// Inserts or replaces; true if the session was already subscribed to this filter.
-    pub fn insert(&mut self, filter: &str, entry: Entry) -> bool {
+    pub(super) fn insert(&mut self, filter: &str, entry: Entry) -> bool {
         let node = Trie::node_mut(&mut self.root, filter);
         let was_empty = node.subs.is_empty() && node.shared.is_empty();
         let existed = upsert(&mut node.subs, entry);
@@ -86,7 +86,7 @@ impl Trie {
         existed
     }
 
-    pub fn insert_shared(&mut self, filter: &str, group: &str, entry: Entry) -> bool {
+    pub(super) fn insert_shared(&mut self, filter: &str, group: &str, entry: Entry) -> bool {
         let node = Trie::node_mut(&mut self.root, filter);
         let was_empty = node.subs.is_empty() && node.shared.is_empty();
         let g = match node.shared.iter_mut().position(|g| &*g.name == group) {
@@ -142,7 +142,7 @@ impl Trie {
         removed
     }
 
-    pub fn remove(&mut self, filter: &str, session: &Arc<Session>) -> bool {
+    pub(super) fn remove(&mut self, filter: &str, session: &Arc<Session>) -> bool {
         self.remove_with(filter, |node| {
             let before = node.subs.len();
             node.subs.retain(|e| !Arc::ptr_eq(&e.session, session));
@@ -150,7 +150,12 @@ impl Trie {
         })
     }
 
-    pub fn remove_shared(&mut self, filter: &str, group: &str, session: &Arc<Session>) -> bool {
+    pub(super) fn remove_shared(
+        &mut self,
+        filter: &str,
+        group: &str,
+        session: &Arc<Session>,
+    ) -> bool {
         let mut groups_removed = 0;
         let removed = self.remove_with(filter, |node| {
             let Some(i) = node.shared.iter().position(|g| &*g.name == group) else {
@@ -171,13 +176,13 @@ impl Trie {
     }
 
     /// Pushes every non-shared subscription matching `topic` into `out`.
-    pub fn matches<'a>(&'a self, topic: &str, out: &mut Vec<&'a Entry>) {
+    pub(super) fn matches<'a>(&'a self, topic: &str, out: &mut Vec<&'a Entry>) {
         self.walk(topic, &mut |node| out.extend(node.subs.iter()));
     }
 
     /// Calls `f` with one member of every shared group matching `topic`, chosen round-robin
     /// among the online members (any member if none is online).
-    pub fn shared_matches(&self, topic: &str, mut f: impl FnMut(&Entry)) {
+    pub(super) fn shared_matches(&self, topic: &str, mut f: impl FnMut(&Entry)) {
         if self.shared_groups == 0 {
             return;
         }
@@ -230,7 +235,7 @@ impl Trie {
         go(&self.root, topic.split('/'), true, visit);
     }
 
-    pub fn filter_count(&self) -> usize {
+    pub(super) fn filter_count(&self) -> usize {
         self.filters
     }
 }

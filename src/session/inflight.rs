@@ -7,9 +7,10 @@ use foldhash::fast::RandomState;
 
 use crate::message::Delivery;
 
-/// Where an outgoing QoS 1/2 delivery stands.
+/// Where an outgoing QoS 1/2 delivery stands: each variant names the acknowledgement awaited.
+#[allow(clippy::enum_variant_names)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum OutState {
+pub(crate) enum OutState {
     /// QoS 1 PUBLISH sent; waiting for PUBACK.
     AwaitPubAck,
     /// QoS 2 PUBLISH sent; waiting for PUBREC.
@@ -19,7 +20,7 @@ pub enum OutState {
 }
 
 #[derive(Debug, Clone)]
-pub struct OutEntry {
+pub(crate) struct OutEntry {
     pub packet_id: u16,
     pub delivery: Delivery,
     pub state: OutState,
@@ -27,24 +28,20 @@ pub struct OutEntry {
 
 /// In-flight deliveries in the order they were sent; resends keep that order [MQTT-4.6.0-1].
 #[derive(Debug, Default)]
-pub struct Inflight {
+pub(crate) struct Inflight {
     entries: VecDeque<OutEntry>,
     in_use: HashSet<u16, RandomState>,
     next_id: u16,
 }
 
 impl Inflight {
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.entries.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
     }
 
     /// A packet id not in use by another in-flight message [MQTT-2.2.1-3]. None when all
     /// 65,535 are taken.
-    pub fn next_packet_id(&mut self) -> Option<u16> {
+    pub(crate) fn next_packet_id(&mut self) -> Option<u16> {
         if self.in_use.len() >= usize::from(u16::MAX) {
             return None;
         }
@@ -56,7 +53,7 @@ impl Inflight {
         }
     }
 
-    pub fn push(&mut self, entry: OutEntry) {
+    pub(crate) fn push(&mut self, entry: OutEntry) {
         self.in_use.insert(entry.packet_id);
         self.entries.push_back(entry);
     }
@@ -67,12 +64,12 @@ impl Inflight {
     }
 
     /// The state of `packet_id`, if in flight.
-    pub fn state(&self, packet_id: u16) -> Option<OutState> {
+    pub(crate) fn state(&self, packet_id: u16) -> Option<OutState> {
         self.position(packet_id).map(|i| self.entries[i].state)
     }
 
     /// Removes and returns the entry for `packet_id` if it is in `expected` state.
-    pub fn complete(&mut self, packet_id: u16, expected: OutState) -> Option<OutEntry> {
+    pub(crate) fn complete(&mut self, packet_id: u16, expected: OutState) -> Option<OutEntry> {
         let i = self.position(packet_id)?;
         if self.entries[i].state != expected {
             return None;
@@ -84,7 +81,7 @@ impl Inflight {
 
     /// Moves a QoS 2 entry from AwaitPubRec to AwaitPubComp. Returns false if it is not in
     /// that state.
-    pub fn mark_released(&mut self, packet_id: u16) -> bool {
+    pub(crate) fn mark_released(&mut self, packet_id: u16) -> bool {
         match self.position(packet_id) {
             Some(i) if self.entries[i].state == OutState::AwaitPubRec => {
                 self.entries[i].state = OutState::AwaitPubComp;
@@ -95,13 +92,7 @@ impl Inflight {
     }
 
     /// All entries in send order, for resending on reconnect.
-    pub fn iter(&self) -> impl Iterator<Item = &OutEntry> {
+    pub(crate) fn iter(&self) -> impl Iterator<Item = &OutEntry> {
         self.entries.iter()
-    }
-
-    /// Drops everything (clean start).
-    pub fn clear(&mut self) {
-        self.entries.clear();
-        self.in_use.clear();
     }
 }

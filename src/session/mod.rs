@@ -6,8 +6,8 @@
 //! connection keeps the in-flight state in its own task and hands it back when it ends, so
 //! acknowledgements take no lock.
 
-pub mod inflight;
-pub mod registry;
+pub(crate) mod inflight;
+pub(crate) mod registry;
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
@@ -20,16 +20,16 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use crate::message::{ClientId, Delivery, Message};
-pub use inflight::Inflight;
-pub use registry::Registry;
+pub(crate) use inflight::Inflight;
+pub(crate) use registry::Registry;
 
 /// A session's subscriptions by topic filter (foldhash, as in the router: smaller and faster
 /// than SipHash, seeded per process).
-pub type Subscriptions = HashMap<String, Subscription, foldhash::fast::RandomState>;
+pub(crate) type Subscriptions = HashMap<String, Subscription, foldhash::fast::RandomState>;
 
 /// One subscription of a session, as the client asked for it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Subscription {
+pub(crate) struct Subscription {
     pub options: SubscriptionOptions,
     /// The v5 Subscription Identifier given with the SUBSCRIBE, if any.
     pub id: Option<u32>,
@@ -38,21 +38,21 @@ pub struct Subscription {
 /// What a connection hands back to the session when it ends, so that the next connection
 /// can resend unacknowledged messages [MQTT-4.4.0-1].
 #[derive(Debug, Default)]
-pub struct Carried {
+pub(crate) struct Carried {
     pub inflight: Inflight,
     /// Packet ids of QoS 2 publishes received and not yet released by PUBREL [MQTT-4.3.3-9].
     pub awaiting_rel: HashSet<u16>,
 }
 
 impl Carried {
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.inflight.len() == 0 && self.awaiting_rel.is_empty()
     }
 }
 
 /// A will that waits for its Will Delay Interval (v5) before being published.
 #[derive(Debug)]
-pub struct PendingWill {
+pub(crate) struct PendingWill {
     pub msg: Arc<Message>,
     /// Cancelled when the will is no longer the timer's to publish: the client came back
     /// before the delay ran out [MQTT-3.1.3-9], or the session ended and the will went out.
@@ -77,7 +77,7 @@ struct Owner {
 
 /// Mutable session state behind the per-session lock.
 #[derive(Debug, Default)]
-pub struct SessionState {
+pub(crate) struct SessionState {
     /// Messages waiting to be sent, oldest first.
     pub queue: VecDeque<Delivery>,
     /// Topic filter (as subscribed, including any `$share/` prefix) -> subscription.
@@ -97,13 +97,13 @@ const NOT_PARKED: usize = usize::MAX;
 
 /// The session ended between a lookup and a claim.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct SessionEnded;
+pub(crate) struct SessionEnded;
 
 /// What became of a message offered to a session's queue. Every outcome but `Queued` is a
 /// drop that the caller must count (see `Broker::deliver`, the one caller that does).
 #[must_use]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum EnqueueResult {
+pub(crate) enum EnqueueResult {
     Queued {
         /// The owner hibernates in this parker slot: the caller wakes it.
         wake_parked: Option<usize>,
@@ -118,7 +118,7 @@ pub enum EnqueueResult {
 }
 
 #[derive(Debug)]
-pub struct Session {
+pub(crate) struct Session {
     pub client_id: ClientId,
     state: Mutex<SessionState>,
     /// Wakes the owning connection when the queue gets a message, or when another
@@ -133,7 +133,7 @@ pub struct Session {
 }
 
 impl Session {
-    pub fn new(client_id: ClientId) -> Session {
+    pub(crate) fn new(client_id: ClientId) -> Session {
         Session {
             client_id,
             state: Mutex::new(SessionState::default()),
@@ -145,12 +145,12 @@ impl Session {
     }
 
     /// True while connection `conn_id` owns the session.
-    pub fn owned_by(&self, conn_id: u64) -> bool {
+    pub(crate) fn owned_by(&self, conn_id: u64) -> bool {
         self.owner_id.load(Ordering::SeqCst) == conn_id
     }
 
     /// The parker slot of the hibernating owner, if it hibernates.
-    pub fn parked(&self) -> Option<usize> {
+    pub(crate) fn parked(&self) -> Option<usize> {
         match self.parked.load(Ordering::SeqCst) {
             NOT_PARKED => None,
             slot => Some(slot),
@@ -158,19 +158,19 @@ impl Session {
     }
 
     /// Records where the owner hibernates (`None`: it is awake).
-    pub fn set_parked(&self, slot: Option<usize>) {
+    pub(crate) fn set_parked(&self, slot: Option<usize>) {
         self.parked
             .store(slot.unwrap_or(NOT_PARKED), Ordering::SeqCst);
     }
 
     /// Leaves a connection's in-flight state in the session.
-    pub fn put_carried(&self, carried: Carried) {
+    pub(crate) fn put_carried(&self, carried: Carried) {
         let boxed = (!carried.is_empty()).then(|| Box::new(carried));
         self.state.lock().carried = boxed;
     }
 
     /// Takes the in-flight state left in the session.
-    pub fn take_carried(&self) -> Carried {
+    pub(crate) fn take_carried(&self) -> Carried {
         self.state
             .lock()
             .carried
@@ -181,7 +181,7 @@ impl Session {
 
     /// True if a queued message could be sent now, with `qos_room` more QoS 1/2 messages
     /// allowed in flight (the queue is sent in order, see `take_queued_within`).
-    pub fn has_sendable(&self, qos_room: usize) -> bool {
+    pub(crate) fn has_sendable(&self, qos_room: usize) -> bool {
         self.state
             .lock()
             .queue
@@ -189,12 +189,12 @@ impl Session {
             .is_some_and(|d| d.qos == QoS::AtMostOnce || qos_room > 0)
     }
 
-    pub fn is_online(&self) -> bool {
+    pub(crate) fn is_online(&self) -> bool {
         self.owner_id.load(Ordering::Acquire) != 0
     }
 
     /// Runs `f` with the state locked. Never held across an `.await`.
-    pub fn with_state<R>(&self, f: impl FnOnce(&mut SessionState) -> R) -> R {
+    pub(crate) fn with_state<R>(&self, f: impl FnOnce(&mut SessionState) -> R) -> R {
         f(&mut self.state.lock())
     }
 
@@ -227,7 +227,12 @@ impl Session {
 
     /// Moves up to `n` queued messages into `out`, oldest first, taking at most `qos_room`
     /// QoS 1/2 messages: order is kept, so a QoS 1/2 message with no room stops the take.
-    pub fn take_queued_within(&self, n: usize, mut qos_room: usize, out: &mut Vec<Delivery>) {
+    pub(crate) fn take_queued_within(
+        &self,
+        n: usize,
+        mut qos_room: usize,
+        out: &mut Vec<Delivery>,
+    ) {
         let mut st = self.state.lock();
         while out.len() < n {
             let Some(front) = st.queue.front() else { break };
@@ -249,7 +254,7 @@ impl Session {
     /// Makes connection `conn_id` the owner. Returns the previous owner (which sees that it
     /// lost the session when woken, see `owned_by`), or `Err(SessionEnded)` if the session
     /// has ended and the caller must look it up again.
-    pub fn claim(&self, conn_id: u64) -> Result<Option<u64>, SessionEnded> {
+    pub(crate) fn claim(&self, conn_id: u64) -> Result<Option<u64>, SessionEnded> {
         let mut o = self.owner.lock();
         if o.destroyed {
             return Err(SessionEnded);
@@ -265,7 +270,7 @@ impl Session {
     /// Waits until the connections this one took the session from have released it (their
     /// in-flight state is back in the session), or until `conn_id` itself lost the session,
     /// at most `limit`. Returns false on timeout.
-    pub async fn wait_handover(&self, conn_id: u64, limit: Duration) -> bool {
+    pub(crate) async fn wait_handover(&self, conn_id: u64, limit: Duration) -> bool {
         let deadline = tokio::time::Instant::now() + limit;
         let handover = self
             .owner
@@ -288,7 +293,7 @@ impl Session {
 
     /// Connection `conn_id` lets go of the session. Returns the detach count to hand to an
     /// expiry timer if it was still the owner, `None` if it had been taken over.
-    pub fn release(&self, conn_id: u64) -> Option<u64> {
+    pub(crate) fn release(&self, conn_id: u64) -> Option<u64> {
         let mut o = self.owner.lock();
         o.attached = o.attached.saturating_sub(1);
         let detached = if o.conn == conn_id {
@@ -312,7 +317,7 @@ impl Session {
     }
 
     /// True if nobody reattached since the detach numbered `detaches`.
-    pub fn still_detached(&self, detaches: u64) -> bool {
+    pub(crate) fn still_detached(&self, detaches: u64) -> bool {
         let o = self.owner.lock();
         !o.destroyed && o.conn == 0 && o.detaches == detaches
     }
@@ -321,7 +326,10 @@ impl Session {
     /// registered). Returns the subscriptions it had, for the caller to remove from the
     /// router, and a delayed will that must now be published: a session that ends publishes
     /// its will at once [MQTT-3.1.3-9].
-    pub fn end(self: &Arc<Self>, registry: &Registry) -> (Subscriptions, Option<Arc<Message>>) {
+    pub(crate) fn end(
+        self: &Arc<Self>,
+        registry: &Registry,
+    ) -> (Subscriptions, Option<Arc<Message>>) {
         {
             let mut o = self.owner.lock();
             o.destroyed = true;

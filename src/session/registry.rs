@@ -10,13 +10,13 @@ use super::Session;
 use crate::message::ClientId;
 
 #[derive(Debug, Default)]
-pub struct Registry {
+pub(crate) struct Registry {
     sessions: DashMap<ClientId, Arc<Session>>,
 }
 
 impl Registry {
     /// The session of `id`, created if there is none. The flag says whether it was created.
-    pub fn get_or_create(&self, id: &ClientId) -> (Arc<Session>, bool) {
+    pub(crate) fn get_or_create(&self, id: &ClientId) -> (Arc<Session>, bool) {
         match self.sessions.entry(id.clone()) {
             Entry::Occupied(e) => (e.get().clone(), false),
             Entry::Vacant(e) => {
@@ -27,26 +27,14 @@ impl Registry {
         }
     }
 
-    pub fn get(&self, id: &ClientId) -> Option<Arc<Session>> {
-        self.sessions.get(id).map(|s| s.clone())
-    }
-
     /// Removes the entry for the session's id only if it is this very session.
-    pub fn remove_if_same(&self, s: &Arc<Session>) {
+    pub(crate) fn remove_if_same(&self, s: &Arc<Session>) {
         self.sessions
             .remove_if(&s.client_id, |_, v| Arc::ptr_eq(v, s));
     }
 
-    pub fn len(&self) -> usize {
-        self.sessions.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.sessions.is_empty()
-    }
-
     /// A snapshot of all sessions (for shutdown and metrics).
-    pub fn all(&self) -> Vec<Arc<Session>> {
+    pub(crate) fn all(&self) -> Vec<Arc<Session>> {
         self.sessions.iter().map(|e| e.value().clone()).collect()
     }
 }

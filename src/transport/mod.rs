@@ -2,16 +2,16 @@
 //! (over TCP or TLS) as a byte stream of binary frames. Each listener accepts and hands a
 //! stream to `connection::serve`.
 
-pub mod tcp;
-pub mod tls;
-pub mod ws;
+pub(crate) mod tcp;
+pub(crate) mod tls;
+pub(crate) mod ws;
 
 use tokio::io::{AsyncRead, AsyncWrite};
 
 /// A stream a connection runs on. Only a plain TCP socket can hibernate (see
 /// `connection::hibernate`): the others hold protocol state (TLS records, WebSocket frames)
 /// that lives in their task.
-pub trait Transport: AsyncRead + AsyncWrite + Unpin + Send + 'static {
+pub(crate) trait Transport: AsyncRead + AsyncWrite + Unpin + Send + 'static {
     /// The socket itself; only called when `can_hibernate` says this transport can.
     fn into_tcp(self) -> std::io::Result<std::net::TcpStream>
     where

@@ -10,14 +10,14 @@ use tokio::net::{TcpListener, TcpStream};
 use crate::broker::Broker;
 
 /// Binds `addr`, naming it in the error.
-pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+pub(crate) async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
     TcpListener::bind(addr)
         .await
         .map_err(|e| std::io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}")))
 }
 
 /// Accepts connections until shutdown, calling `handle` for each.
-pub async fn accept_loop<F, Fut>(broker: Arc<Broker>, listener: TcpListener, handle: F)
+pub(crate) async fn accept_loop<F, Fut>(broker: Arc<Broker>, listener: TcpListener, handle: F)
 where
     F: Fn(Arc<Broker>, TcpStream, SocketAddr) -> Fut,
     Fut: std::future::Future<Output = ()> + Send + 'static,

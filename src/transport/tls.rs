@@ -24,7 +24,7 @@ pub enum TlsError {
 }
 
 /// A TLS acceptor for the certificate chain and key in PEM files.
-pub fn acceptor(cert_file: &Path, key_file: &Path) -> Result<TlsAcceptor, TlsError> {
+pub(crate) fn acceptor(cert_file: &Path, key_file: &Path) -> Result<TlsAcceptor, TlsError> {
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert_file)
         .and_then(|it| it.collect::<Result<Vec<_>, _>>())
         .map_err(|e| TlsError::Cert {
@@ -50,7 +50,10 @@ pub fn acceptor(cert_file: &Path, key_file: &Path) -> Result<TlsAcceptor, TlsErr
 }
 
 /// The server side of the TLS handshake, within 10 s.
-pub async fn accept(acceptor: &TlsAcceptor, stream: TcpStream) -> io::Result<TlsStream<TcpStream>> {
+pub(crate) async fn accept(
+    acceptor: &TlsAcceptor,
+    stream: TcpStream,
+) -> io::Result<TlsStream<TcpStream>> {
     match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(stream)).await {
         Ok(r) => r,
         Err(_) => Err(io::Error::new(

@@ -21,7 +21,7 @@ const SUBPROTOCOLS: [&str; 2] = ["mqtt", "mqttv3.1"];
 /// Performs the WebSocket handshake. Rejects other paths with 404.
 // The handshake callback's error type is tungstenite's HTTP response, large by its design.
 #[allow(clippy::result_large_err)]
-pub async fn accept<S>(
+pub(crate) async fn accept<S>(
     stream: S,
     path: &str,
     max_packet_size: u32,
@@ -70,7 +70,7 @@ where
 }
 
 /// A WebSocket as a byte stream: reads concatenate binary frames; each write is one frame.
-pub struct WsStream<S> {
+pub(crate) struct WsStream<S> {
     inner: WebSocketStream<S>,
     /// The unread rest of the last binary frame.
     pending: Bytes,

@@ -10,15 +10,16 @@
 //! - [`writer`]: one task per store that queues (bounded), coalesces, batches (25 for
 //!   DynamoDB's BatchWriteItem), runs `pool_size` requests, retries with backoff and counts.
 //! - [`tables`]: `create_tables` / `check_tables` for `dynamq tables create|check`.
-//! - [`hooks`] and [`backend_conf`]: hook bindings and the tutorial's `backend.dynamo.*` file.
+//! - [`binding`]: which [`Event`] runs which [`Action`] ([`Binding`]: EMQX's "hook");
+//!   [`backend_conf`]: the tutorial's `backend.dynamo.*` file, read into bindings.
 //! - [`actions`]: [`Actions`], what the broker calls on each event.
 //!
 //! # The broker's API: [`Actions`]
 //! ```text
 //! let conf = BackendConf::from_file(path)?;               // optional: tutorial-format hooks
-//! let hooks = if conf.hooks.is_empty() { default_bindings() } else { conf.hooks.clone() };
+//! let bindings = if conf.bindings.is_empty() { default_bindings() } else { conf.bindings.clone() };
 //! let store = StoreConfig::Dynamo(conf.dynamo_config("pool1")?)   // or Embedded { data_dir }
-//! let backend = Arc::new(Actions::new(ActionsConfig::new(store, node_name), hooks).await?);
+//! let actions = Arc::new(Actions::new(ActionsConfig::new(store, node_name), bindings).await?);
 //! ```
 //! Call from the connection/session tasks (every method takes `&self`; share an `Arc`):
 //!
@@ -27,22 +28,24 @@
 //! | client.connected | `client_connected(clientid, node, now_secs)` | `()`; with a fetch function configured it first reads the client's mqtt_client item: stored messages older than its last disconnect (all, for a client never seen) are not replayed to it |
 //! | client.disconnected | `client_disconnected(clientid, now_secs)` | `()` |
 //! | session.created (clean start = false, or any new session) | `session_created(clientid)` | `Vec<(filter, qos)>` to restore |
-//! | session.subscribed | `subscribed(clientid, filter, qos, is_new)` | `Vec<Delivery>` to send now, in order |
+//! | start | `retained_messages()` | with on_retain_lookup, every retained message, for the broker's retained index (which serves subscriptions) |
+//! | session.subscribed | `subscribed(clientid, filter, qos, is_new)` | the stored messages to replay now, in order |
+//! | (after queueing them) | `replayed(clientid, filter, msgids)` | `()`: these are not replayed to the subscription again |
 //! | session.unsubscribed | `unsubscribed(clientid, filter)` | `()` |
 //! | message.publish | `message_published(PublishedMessage{topic, sender, qos, retain, payload})` | the message's [`MsgId`] |
 //! | message.acked (PUBACK / PUBCOMP) | `message_acked(clientid, topic, msgid)` | `()` |
 //! | shutdown | `flush()` then `close()` | |
 //!
 //! - For each restored subscription from `session_created`, call `subscribed(.., is_new:
-//!   true)`: that is "retained delivery as for a new subscription", and it replays stored
-//!   messages; calling it again when the client re-subscribes is safe (no duplicate replay).
+//!   true)`: it replays stored messages; calling it again when the client re-subscribes is
+//!   safe (no duplicate replay of what `replayed` was told was queued).
 //! - Keep the [`MsgId`] returned by `message_published` with the message and hand it back in
 //!   `message_acked` (with the message's topic) when a subscriber acknowledges it.
-//! - A [`Delivery`] has the [`record::MessageRecord`] (topic, payload, qos, sender, msgid) and
-//!   `retained`: send retained ones with the RETAIN flag, at min(subscription qos, message qos).
+//! - Send replayed messages ([`record::MessageRecord`]: topic, payload, qos, sender, msgid)
+//!   at min(subscription qos, message qos), without the RETAIN flag.
 //! - Writes return once queued (they wait only when the queue is full, see
 //!   [`actions::OverflowPolicy`]); lookups are awaited. `stats()` gives the counters to export.
-//! - The in-memory indexes are caches: `refresh_indexes()` reloads them (multi-node).
+//! - The stored-message index is a cache: `refresh_indexes()` reloads it (multi-node).
 //!
 //! Errors are [`actions::ActionsError`]: a failed lookup (store unreachable) or a stopped
 //! writer. Write failures are never returned to the event's caller: the writer retries, and

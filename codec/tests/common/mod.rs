@@ -5,10 +5,10 @@
 use bytes::BytesMut;
 use dynamq_codec::{DecodeError, Decoder, Packet, Protocol, ReasonCode};
 
-pub const MAX: u32 = 1 << 20;
+pub(crate) const MAX: u32 = 1 << 20;
 
 /// Frames `body` with a first byte and a remaining length.
-pub fn frame(first: u8, body: &[u8]) -> Vec<u8> {
+pub(crate) fn frame(first: u8, body: &[u8]) -> Vec<u8> {
     let mut out = vec![first];
     let mut len = body.len();
     loop {
@@ -26,7 +26,10 @@ pub fn frame(first: u8, body: &[u8]) -> Vec<u8> {
     out
 }
 
-pub fn decode(protocol: Option<Protocol>, bytes: &[u8]) -> Result<Option<Packet>, DecodeError> {
+pub(crate) fn decode(
+    protocol: Option<Protocol>,
+    bytes: &[u8],
+) -> Result<Option<Packet>, DecodeError> {
     let mut d = match protocol {
         Some(p) => Decoder::with_protocol(p, MAX),
         None => Decoder::new(MAX),
@@ -36,7 +39,12 @@ pub fn decode(protocol: Option<Protocol>, bytes: &[u8]) -> Result<Option<Packet>
 
 /// Asserts `bytes` fails to decode with an error of reason `reason` citing `statement`.
 #[track_caller]
-pub fn rejects(protocol: Option<Protocol>, bytes: &[u8], reason: ReasonCode, statement: &str) {
+pub(crate) fn rejects(
+    protocol: Option<Protocol>,
+    bytes: &[u8],
+    reason: ReasonCode,
+    statement: &str,
+) {
     match decode(protocol, bytes) {
         Err(e) => {
             assert_eq!(e.reason_code(), reason, "{e}");
@@ -54,20 +62,20 @@ pub fn rejects(protocol: Option<Protocol>, bytes: &[u8], reason: ReasonCode, sta
 }
 
 #[track_caller]
-pub fn accepts(protocol: Option<Protocol>, bytes: &[u8]) -> Packet {
+pub(crate) fn accepts(protocol: Option<Protocol>, bytes: &[u8]) -> Packet {
     match decode(protocol, bytes) {
         Ok(Some(p)) => p,
         other => panic!("expected a packet, got {other:?}"),
     }
 }
 
-pub const V3: Option<Protocol> = Some(Protocol::V311);
-pub const V5: Option<Protocol> = Some(Protocol::V5);
-pub const MALFORMED: ReasonCode = ReasonCode::MalformedPacket;
-pub const PROTOCOL: ReasonCode = ReasonCode::ProtocolError;
+pub(crate) const V3: Option<Protocol> = Some(Protocol::V311);
+pub(crate) const V5: Option<Protocol> = Some(Protocol::V5);
+pub(crate) const MALFORMED: ReasonCode = ReasonCode::MalformedPacket;
+pub(crate) const PROTOCOL: ReasonCode = ReasonCode::ProtocolError;
 
 /// A CONNECT body: protocol name, level, flags, keep alive 60, then `rest`.
-pub fn connect(name: &[u8], level: u8, flags: u8, rest: &[u8]) -> Vec<u8> {
+pub(crate) fn connect(name: &[u8], level: u8, flags: u8, rest: &[u8]) -> Vec<u8> {
     let mut body = vec![0, name.len() as u8];
     body.extend_from_slice(name);
     body.extend_from_slice(&[level, flags, 0, 60]);
@@ -75,4 +83,4 @@ pub fn connect(name: &[u8], level: u8, flags: u8, rest: &[u8]) -> Vec<u8> {
     frame(0x10, &body)
 }
 
-pub const CID: &[u8] = &[0, 1, b'c'];
+pub(crate) const CID: &[u8] = &[0, 1, b'c'];

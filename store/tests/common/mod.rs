@@ -20,7 +20,7 @@ use dynamq_store::binding::{Binding, default_bindings};
 use dynamq_store::dynamo::DynamoConfig;
 use dynamq_store::tables::{Billing, create_tables};
 
-pub fn dynalite_cli() -> PathBuf {
+pub(crate) fn dynalite_cli() -> PathBuf {
     if let Some(p) = std::env::var_os("DYNALITE_CLI") {
         return PathBuf::from(p);
     }
@@ -28,7 +28,7 @@ pub fn dynalite_cli() -> PathBuf {
 }
 
 /// A running dynalite. Dropping it stops the server.
-pub struct Dynalite {
+pub(crate) struct Dynalite {
     pub port: u16,
     path: Option<PathBuf>,
     child: Option<Child>,
@@ -41,7 +41,7 @@ fn free_port() -> u16 {
 
 impl Dynalite {
     /// Starts dynalite on a free port; with `path`, data is kept in LevelDB there.
-    pub fn start(path: Option<&Path>) -> Dynalite {
+    pub(crate) fn start(path: Option<&Path>) -> Dynalite {
         let mut d = Dynalite {
             port: free_port(),
             path: path.map(Path::to_path_buf),
@@ -101,7 +101,7 @@ impl Dynalite {
     }
 
     /// Stops the server (data kept if it has a path).
-    pub fn stop(&mut self) {
+    pub(crate) fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
             drop(child.stdin.take());
             let _ = child.wait();
@@ -117,16 +117,16 @@ impl Dynalite {
     }
 
     /// Starts it again on the same port.
-    pub fn restart(&mut self) {
+    pub(crate) fn restart(&mut self) {
         self.stop();
         self.spawn();
     }
 
-    pub fn endpoint(&self) -> String {
+    pub(crate) fn endpoint(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
     }
 
-    pub fn config(&self, prefix: &str) -> DynamoConfig {
+    pub(crate) fn config(&self, prefix: &str) -> DynamoConfig {
         DynamoConfig {
             region: "us-west-2".into(),
             endpoint: Some(self.endpoint()),
@@ -137,7 +137,7 @@ impl Dynalite {
         }
     }
 
-    pub async fn client(&self) -> dynamq_store::dynamo::DynamoClient {
+    pub(crate) async fn client(&self) -> dynamq_store::dynamo::DynamoClient {
         dynamq_store::dynamo::connect(&self.config("")).await
     }
 }
@@ -149,33 +149,33 @@ impl Drop for Dynalite {
 }
 
 /// One dynalite for the whole test binary; tests isolate themselves by table prefix.
-pub fn shared() -> &'static Dynalite {
+pub(crate) fn shared() -> &'static Dynalite {
     static D: OnceLock<Dynalite> = OnceLock::new();
     D.get_or_init(|| Dynalite::start(None))
 }
 
 /// A table prefix unique in this process.
-pub fn unique_prefix(name: &str) -> String {
+pub(crate) fn unique_prefix(name: &str) -> String {
     static N: AtomicU32 = AtomicU32::new(0);
     format!("t{}_{}_", N.fetch_add(1, Ordering::Relaxed), name)
 }
 
 /// Which store a test runs against.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
+pub(crate) enum Kind {
     Embedded,
     Dynamo,
 }
 
 /// A store location that can be reopened (restart tests).
-pub struct Place {
+pub(crate) struct Place {
     pub kind: Kind,
     pub prefix: String,
     pub dir: Option<tempfile::TempDir>,
 }
 
 impl Place {
-    pub async fn new(kind: Kind, name: &str) -> Place {
+    pub(crate) async fn new(kind: Kind, name: &str) -> Place {
         match kind {
             Kind::Embedded => Place {
                 kind,
@@ -197,7 +197,7 @@ impl Place {
         }
     }
 
-    pub fn config(&self) -> ActionsConfig {
+    pub(crate) fn config(&self) -> ActionsConfig {
         let store = match (&self.kind, &self.dir) {
             (Kind::Embedded, Some(dir)) => StoreConfig::Embedded {
                 data_dir: dir.path().to_path_buf(),
@@ -207,11 +207,11 @@ impl Place {
         ActionsConfig::new(store, "test@127.0.0.1")
     }
 
-    pub async fn backend(&self) -> Actions {
+    pub(crate) async fn backend(&self) -> Actions {
         self.backend_with(default_bindings()).await
     }
 
-    pub async fn backend_with(&self, hooks: Vec<Binding>) -> Actions {
+    pub(crate) async fn backend_with(&self, hooks: Vec<Binding>) -> Actions {
         Actions::new(self.config(), hooks).await.expect("backend")
     }
 }
