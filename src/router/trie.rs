@@ -234,3 +234,7 @@ impl Trie {
         self.filters
     }
 }
+
+#[cfg(test)]
+#[path = "trie_props.rs"]
+mod props;
