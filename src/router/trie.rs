@@ -239,3 +239,7 @@ impl Trie {
         self.filters
     }
 }
+
+#[cfg(test)]
+#[path = "trie_props.rs"]
+mod props;
