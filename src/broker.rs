@@ -11,7 +11,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::config::Config;
 use crate::connection::Parker;
-use crate::message::{Delivery, Message};
+use crate::message::{ClientId, Delivery, Message};
 use crate::metrics::Metrics;
 use crate::persistence::Persistence;
 use crate::router::Router;
@@ -124,6 +124,30 @@ impl Broker {
         }
     }
 
+    /// Tells every connection to end (v5 clients get DISCONNECT 0x8B) and wakes the
+    /// hibernating ones so that they can; returns at once. `server::shutdown` also waits.
+    pub fn begin_shutdown(&self) {
+        self.shutdown.cancel();
+        self.parker.wake_all_and_stop();
+    }
+
+    /// Connections hibernating now (the `dynamq_connections_hibernating` gauge).
+    pub fn hibernating(&self) -> usize {
+        self.parker.len()
+    }
+
+    /// True if a connection owns the session of `client_id` now.
+    pub fn client_online(&self, client_id: &str) -> bool {
+        self.registry
+            .get(&ClientId::new(client_id))
+            .is_some_and(|s| s.is_online())
+    }
+
+    /// Connection and timer tasks still running.
+    pub fn tasks_running(&self) -> usize {
+        self.tasks.len()
+    }
+
     /// After a connection leaves a session that outlives it: ends the session when its expiry
     /// interval runs out, unless a client reattached meanwhile.
     pub(crate) fn schedule_expiry(
@@ -152,7 +176,6 @@ impl Broker {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::message::ClientId;
     use crate::session::Subscription;
     use bytes::Bytes;
     use dynamq_codec::{PublishProperties, QoS, SubscriptionOptions};

@@ -156,9 +156,8 @@ async fn serve_wss(broker: Arc<Broker>, stream: TcpStream, peer: SocketAddr, acc
 /// Stops the broker: connections see the shutdown token, send v5 clients DISCONNECT 0x8B
 /// and end; waits up to `deadline` for them.
 pub async fn shutdown(broker: &Arc<Broker>, deadline: Duration) {
-    broker.shutdown.cancel();
     // Hibernating connections get their tasks back, to say goodbye like the others.
-    broker.parker.wake_all_and_stop();
+    broker.begin_shutdown();
     broker.tasks.close();
     if tokio::time::timeout(deadline, broker.tasks.wait())
         .await

@@ -192,7 +192,6 @@ async fn suback_before_retained_v311() {
 /// delivered or counted in `dropped_queue_full`, none disappears silently (STYLE.md: one
 /// enqueue path that applies the policy and counts).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "fails until the one delivery path lands (issue 8 §1)"]
 async fn retained_beyond_queue_bound_are_delivered_or_counted() {
     const RETAINED: usize = 20;
     let b = start(|c| c.mqtt.max_queued_messages = 5).await;

@@ -147,7 +147,7 @@ async fn shutdown_tells_hibernating_clients() {
 
     let broker = b.broker.clone();
     b.stop().await;
-    assert!(broker.tasks.is_empty(), "{} tasks left", broker.tasks.len());
+    assert_eq!(broker.tasks_running(), 0, "tasks left");
     let got = v5.expect_disconnect(ReasonCode::ServerShuttingDown).await;
     assert_eq!(got.len(), 1, "{got:?}");
     assert!(v3.expect_closed().await.is_empty());

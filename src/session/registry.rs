@@ -27,6 +27,10 @@ impl Registry {
         }
     }
 
+    pub(crate) fn get(&self, id: &ClientId) -> Option<Arc<Session>> {
+        self.sessions.get(id).map(|s| s.clone())
+    }
+
     /// Removes the entry for the session's id only if it is this very session.
     pub(crate) fn remove_if_same(&self, s: &Arc<Session>) {
         self.sessions

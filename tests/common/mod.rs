@@ -3,7 +3,7 @@
 //! packets, not an API, so that a test sees exactly what went over the wire (`Client`).
 //!
 //! Every broker start and stop is in `start` and `TestBroker` below, so that a change to the
-//! broker's construction (its config, its hooks, `server::start`) is adapted here once.
+//! broker's construction (its config, its persistence, `server::start`) is adapted here once.
 //!
 //! Every wait is bounded (`WAIT`, or the duration a test gives): a broker that does not
 //! answer fails the test instead of hanging it.
@@ -20,8 +20,7 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use dynamq::broker::Broker;
 use dynamq::config::{Config, StoreKind};
-use dynamq::hooks::Hooks;
-use dynamq::message::ClientId;
+use dynamq::persistence::Persistence;
 use dynamq::server;
 use dynamq_codec::decode::Decoder;
 use dynamq_codec::{
@@ -34,17 +33,17 @@ use tokio::net::TcpStream;
 use tokio::time::Instant;
 
 /// How long a test waits for anything the broker should do promptly.
-pub const WAIT: Duration = Duration::from_secs(5);
+pub(crate) const WAIT: Duration = Duration::from_secs(5);
 
 /// How long to wait for something that must *not* happen, where no barrier (a PINGREQ, a
 /// later message) can prove it did not. Kept short; such checks are rare.
-pub const QUIET: Duration = Duration::from_millis(200);
+pub(crate) const QUIET: Duration = Duration::from_millis(200);
 
 /// A broker running in this process, listening on 127.0.0.1 on a port of its choosing.
-pub struct TestBroker {
+pub(crate) struct TestBroker {
     /// The MQTT over TCP address clients connect to.
     pub addr: SocketAddr,
-    /// The broker itself, for its metrics, registry and parker.
+    /// The broker itself, for its metrics and what it says of its state.
     pub broker: Arc<Broker>,
     /// Set once `stop` ran, so that `Drop` does not stop it again.
     stopped: bool,
@@ -52,7 +51,7 @@ pub struct TestBroker {
 
 /// Starts a broker with the test defaults (TCP on 127.0.0.1:0 only, no store, hibernation
 /// off), changed by `tune`.
-pub async fn start(tune: impl FnOnce(&mut Config)) -> TestBroker {
+pub(crate) async fn start(tune: impl FnOnce(&mut Config)) -> TestBroker {
     init_logging();
     let mut config = Config::default();
     config.listeners.tcp = vec![SocketAddr::from(([127, 0, 0, 1], 0))];
@@ -64,7 +63,7 @@ pub async fn start(tune: impl FnOnce(&mut Config)) -> TestBroker {
     config.mqtt.hibernate_after_ms = 0;
     tune(&mut config);
     config.validate().expect("test configuration is valid");
-    let broker = Broker::new(config, Hooks::none());
+    let broker = Broker::new(config, Persistence::none());
     let bound = server::start(&broker).await.expect("broker starts");
     TestBroker {
         addr: bound.tcp[0],
@@ -83,13 +82,13 @@ fn init_logging() {
 
 impl TestBroker {
     /// Shuts the broker down as `dynamq serve` does on SIGTERM, within `WAIT`.
-    pub async fn stop(mut self) {
+    pub(crate) async fn stop(mut self) {
         self.stopped = true;
         server::shutdown(&self.broker, WAIT).await;
     }
 
     /// A v5 client connected with `client_id`; panics unless the CONNACK is a success.
-    pub async fn connect_v5(
+    pub(crate) async fn connect_v5(
         &self,
         client_id: &str,
         clean: bool,
@@ -101,13 +100,13 @@ impl TestBroker {
     }
 
     /// A 3.1.1 client connected with `client_id`; panics unless the CONNACK is a success.
-    pub async fn connect_v311(&self, client_id: &str, clean: bool) -> (Client, ConnAck) {
+    pub(crate) async fn connect_v311(&self, client_id: &str, clean: bool) -> (Client, ConnAck) {
         self.connect(connect_packet(Protocol::V311, client_id, clean))
             .await
     }
 
     /// Opens a connection and sends `c`; panics unless the CONNACK is a success.
-    pub async fn connect(&self, c: Connect) -> (Client, ConnAck) {
+    pub(crate) async fn connect(&self, c: Connect) -> (Client, ConnAck) {
         let mut client = Client::open(self.addr, c.protocol).await;
         let ack = client.handshake(c).await;
         assert_eq!(ack.reason_code, ReasonCode::Success, "CONNACK {ack:?}");
@@ -115,7 +114,7 @@ impl TestBroker {
     }
 
     /// A counter of `broker.metrics`, e.g. `b.metric(|m| &m.takeovers)`.
-    pub fn metric(
+    pub(crate) fn metric(
         &self,
         f: impl FnOnce(&dynamq::metrics::Metrics) -> &std::sync::atomic::AtomicU64,
     ) -> u64 {
@@ -123,22 +122,19 @@ impl TestBroker {
     }
 
     /// Connections hibernating now (the `dynamq_connections_hibernating` gauge).
-    pub fn hibernating(&self) -> usize {
-        self.broker.parker.len()
+    pub(crate) fn hibernating(&self) -> usize {
+        self.broker.hibernating()
     }
 
     /// Waits until at least `n` connections hibernate.
-    pub async fn wait_hibernating(&self, n: usize) {
+    pub(crate) async fn wait_hibernating(&self, n: usize) {
         let what = format!("{n} connections hibernating");
         wait_until(&what, || self.hibernating() >= n).await;
     }
 
     /// True if a connection owns the session of `client_id` now.
-    pub fn session_online(&self, client_id: &str) -> bool {
-        self.broker
-            .registry
-            .get(&ClientId::new(client_id))
-            .is_some_and(|s| s.is_online())
+    pub(crate) fn session_online(&self, client_id: &str) -> bool {
+        self.broker.client_online(client_id)
     }
 }
 
@@ -147,14 +143,13 @@ impl Drop for TestBroker {
     /// shutdown token and its hibernation poller thread ends.
     fn drop(&mut self) {
         if !self.stopped {
-            self.broker.shutdown.cancel();
-            self.broker.parker.wake_all_and_stop();
+            self.broker.begin_shutdown();
         }
     }
 }
 
 /// Polls `cond` every few milliseconds until it holds; panics after `WAIT`.
-pub async fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
+pub(crate) async fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
     let deadline = Instant::now() + WAIT;
     while !cond() {
         assert!(Instant::now() < deadline, "timed out waiting for {what}");
@@ -163,7 +158,7 @@ pub async fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
 }
 
 /// A CONNECT with keepalive 0 (the broker never closes the client for silence), no will.
-pub fn connect_packet(protocol: Protocol, client_id: &str, clean: bool) -> Connect {
+pub(crate) fn connect_packet(protocol: Protocol, client_id: &str, clean: bool) -> Connect {
     Connect {
         protocol,
         clean_start: clean,
@@ -177,7 +172,7 @@ pub fn connect_packet(protocol: Protocol, client_id: &str, clean: bool) -> Conne
 }
 
 /// v5 CONNECT properties that keep the session `secs` seconds after the connection ends.
-pub fn session_expiry(secs: u32) -> ConnectProperties {
+pub(crate) fn session_expiry(secs: u32) -> ConnectProperties {
     ConnectProperties {
         session_expiry_interval: Some(secs),
         ..ConnectProperties::default()
@@ -185,7 +180,7 @@ pub fn session_expiry(secs: u32) -> ConnectProperties {
 }
 
 /// A will message on `topic` (QoS 0, not retained, no properties).
-pub fn will(topic: &str, payload: &'static [u8]) -> LastWill {
+pub(crate) fn will(topic: &str, payload: &'static [u8]) -> LastWill {
     LastWill {
         topic: topic.to_string(),
         payload: Bytes::from_static(payload),
@@ -199,7 +194,7 @@ pub fn will(topic: &str, payload: &'static [u8]) -> LastWill {
 // Matched as soon as it is returned; boxing the packet would only make tests wordier.
 #[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
-pub enum Next {
+pub(crate) enum Next {
     Packet(Packet),
     /// The broker closed the connection (EOF or reset).
     Closed,
@@ -208,7 +203,7 @@ pub enum Next {
 }
 
 /// An MQTT client at the packet level, one protocol version.
-pub struct Client {
+pub(crate) struct Client {
     stream: TcpStream,
     protocol: Protocol,
     rbuf: BytesMut,
@@ -224,7 +219,7 @@ pub struct Client {
 
 impl Client {
     /// A TCP connection to the broker; nothing sent yet.
-    pub async fn open(addr: SocketAddr, protocol: Protocol) -> Client {
+    pub(crate) async fn open(addr: SocketAddr, protocol: Protocol) -> Client {
         let stream = tokio::time::timeout(WAIT, TcpStream::connect(addr))
             .await
             .expect("TCP connect within the wait")
@@ -241,12 +236,12 @@ impl Client {
         }
     }
 
-    pub fn protocol(&self) -> Protocol {
+    pub(crate) fn protocol(&self) -> Protocol {
         self.protocol
     }
 
     /// Sends CONNECT and returns the CONNACK, whatever its reason code.
-    pub async fn handshake(&mut self, c: Connect) -> ConnAck {
+    pub(crate) async fn handshake(&mut self, c: Connect) -> ConnAck {
         self.send(&Packet::Connect(Box::new(c))).await;
         match self.expect_packet().await {
             Packet::ConnAck(ack) => ack,
@@ -255,14 +250,14 @@ impl Client {
     }
 
     /// Encodes and writes one packet.
-    pub async fn send(&mut self, p: &Packet) {
+    pub(crate) async fn send(&mut self, p: &Packet) {
         let mut buf = BytesMut::new();
         dynamq_codec::encode(p, self.protocol, &mut buf).expect("test packet encodes");
         self.send_raw(&buf).await;
     }
 
     /// Writes bytes as they are.
-    pub async fn send_raw(&mut self, bytes: &[u8]) {
+    pub(crate) async fn send_raw(&mut self, bytes: &[u8]) {
         tokio::time::timeout(WAIT, self.stream.write_all(bytes))
             .await
             .expect("write within the wait")
@@ -270,7 +265,7 @@ impl Client {
     }
 
     /// The next packet from the broker, or `Closed`, or `Timeout` after `within`.
-    pub async fn next(&mut self, within: Duration) -> Next {
+    pub(crate) async fn next(&mut self, within: Duration) -> Next {
         match self.pending.pop_front() {
             Some(p) => Next::Packet(p),
             None => self.read_packet(Instant::now() + within).await,
@@ -279,7 +274,7 @@ impl Client {
 
     /// Reads for up to `within`, keeping every packet for `next`; true if the broker closed
     /// the connection meanwhile.
-    pub async fn closed_within(&mut self, within: Duration) -> bool {
+    pub(crate) async fn closed_within(&mut self, within: Duration) -> bool {
         let deadline = Instant::now() + within;
         loop {
             match self.read_packet(deadline).await {
@@ -312,7 +307,7 @@ impl Client {
     }
 
     /// The next packet; panics if none comes within `WAIT` or the connection closes.
-    pub async fn expect_packet(&mut self) -> Packet {
+    pub(crate) async fn expect_packet(&mut self) -> Packet {
         match self.next(WAIT).await {
             Next::Packet(p) => p,
             other => panic!("expected a packet, got {other:?}"),
@@ -320,7 +315,7 @@ impl Client {
     }
 
     /// The next packet, which must be a PUBLISH.
-    pub async fn expect_publish(&mut self) -> Publish {
+    pub(crate) async fn expect_publish(&mut self) -> Publish {
         match self.expect_packet().await {
             Packet::Publish(p) => p,
             other => panic!("expected PUBLISH, got {other:?}"),
@@ -328,7 +323,7 @@ impl Client {
     }
 
     /// Reads until the broker closes the connection (within `WAIT`); returns what came first.
-    pub async fn expect_closed(&mut self) -> Vec<Packet> {
+    pub(crate) async fn expect_closed(&mut self) -> Vec<Packet> {
         let mut got = Vec::new();
         loop {
             match self.next(WAIT).await {
@@ -341,7 +336,7 @@ impl Client {
 
     /// Reads until the connection closes; for v5 the last packet must be DISCONNECT with
     /// `reason` (v3 clients are not told, the connection just closes).
-    pub async fn expect_disconnect(&mut self, reason: ReasonCode) -> Vec<Packet> {
+    pub(crate) async fn expect_disconnect(&mut self, reason: ReasonCode) -> Vec<Packet> {
         let got = self.expect_closed().await;
         if self.protocol.is_v5() {
             match got.last() {
@@ -356,7 +351,7 @@ impl Client {
 
     /// PINGREQ, then every packet up to the PINGRESP. The broker answers packets in order, so
     /// whatever it had written for this client before reading the PINGREQ comes first.
-    pub async fn ping(&mut self) -> Vec<Packet> {
+    pub(crate) async fn ping(&mut self) -> Vec<Packet> {
         self.send(&Packet::PingReq).await;
         let mut before = Vec::new();
         loop {
@@ -395,12 +390,16 @@ impl Client {
     }
 
     /// Subscribes to `filter` and returns the SUBACK.
-    pub async fn subscribe(&mut self, filter: &str, qos: QoS) -> SubAck {
+    pub(crate) async fn subscribe(&mut self, filter: &str, qos: QoS) -> SubAck {
         self.subscribe_with(filter, SubscriptionOptions::qos(qos))
             .await
     }
 
-    pub async fn subscribe_with(&mut self, filter: &str, options: SubscriptionOptions) -> SubAck {
+    pub(crate) async fn subscribe_with(
+        &mut self,
+        filter: &str,
+        options: SubscriptionOptions,
+    ) -> SubAck {
         let packet_id = self.send_subscribe(filter, options).await;
         self.wait_for("SUBACK", |p| match p {
             Packet::SubAck(a) if a.packet_id == packet_id => Some(a.clone()),
@@ -410,7 +409,11 @@ impl Client {
     }
 
     /// Sends SUBSCRIBE without waiting; returns its packet id.
-    pub async fn send_subscribe(&mut self, filter: &str, options: SubscriptionOptions) -> u16 {
+    pub(crate) async fn send_subscribe(
+        &mut self,
+        filter: &str,
+        options: SubscriptionOptions,
+    ) -> u16 {
         let packet_id = self.take_id();
         self.send(&Packet::Subscribe(Subscribe {
             packet_id,
@@ -424,7 +427,7 @@ impl Client {
     /// Publishes and completes the QoS flow: PUBACK for QoS 1; PUBREC, PUBREL, PUBCOMP for
     /// QoS 2. Returns the broker's reason code (Success for QoS 0). Packets that arrive
     /// meanwhile are kept for `next`.
-    pub async fn publish(
+    pub(crate) async fn publish(
         &mut self,
         topic: &str,
         payload: &[u8],
@@ -470,7 +473,7 @@ impl Client {
 
     /// Acknowledges a received PUBLISH as the spec says for its QoS: PUBACK for QoS 1;
     /// PUBREC, then PUBREL expected, then PUBCOMP for QoS 2.
-    pub async fn ack(&mut self, p: &Publish) {
+    pub(crate) async fn ack(&mut self, p: &Publish) {
         let Some(id) = p.packet_id else { return };
         match p.qos {
             QoS::AtMostOnce => {}
@@ -488,7 +491,7 @@ impl Client {
     }
 
     /// A normal DISCONNECT, then waits for the broker to close the connection.
-    pub async fn disconnect(mut self) {
+    pub(crate) async fn disconnect(mut self) {
         self.send(&Packet::Disconnect(Disconnect {
             reason_code: ReasonCode::NormalDisconnection,
             properties: Default::default(),
