@@ -281,7 +281,6 @@ async fn concurrent_takeovers_leave_one_owner() {
 /// and, when it closes, puts that back over the state the previous owner returned
 /// (`Session::put_carried` replaces): the unacknowledged message is lost.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "broker bug: concurrent takeovers lose the unacknowledged message (put_carried overwrites)"]
 async fn concurrent_takeovers_keep_unacked_message() {
     race(true).await;
 }

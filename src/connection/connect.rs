@@ -128,9 +128,12 @@ pub(super) async fn attach(
             if let Some(slot) = session.parked() {
                 broker.parker.wake(slot);
             }
-            if !session.wait_handover(conn_id, Duration::from_secs(5)).await {
-                tracing::warn!(client = %client_id, "previous connection did not finish within 5 s of takeover");
-            }
+        }
+        // Every connection that claimed the session before this one hands its in-flight
+        // state back first (the one taken over now, and any still closing from an earlier
+        // takeover).
+        if !session.wait_handover(conn_id, Duration::from_secs(5)).await {
+            tracing::warn!(client = %client_id, "previous connection did not finish within 5 s of takeover");
         }
         // A will waiting for its delay is cancelled by the client's return [MQTT-3.1.3-9].
         session.with_state(|st| {

@@ -63,16 +63,27 @@ pub(crate) struct PendingWill {
 struct Owner {
     /// The id of the connection that owns the session; 0: none (ids start at 1).
     conn: u64,
-    /// Wakes connections waiting for a previous owner to hand its state back; made by the
-    /// first one that waits (a takeover), so that a session does not carry it otherwise.
-    handover: Option<Arc<Notify>>,
-    /// Connections that claimed the session and have not released it yet: the owner, and
-    /// any it took the session from that are still handing their state back.
-    attached: u32,
+    /// While a takeover is under way: the connections still attached, in the order they
+    /// claimed the session. Made by the first takeover and dropped when the last of them has
+    /// released, so that a session does not carry it otherwise (then the owner, if any, is
+    /// the only connection attached).
+    handover: Option<Box<Handover>>,
     /// Set once the session has ended; a connection that finds it set looks again.
     destroyed: bool,
     /// Counts detaches, so that an expiry timer knows whether the client came back meanwhile.
     detaches: u64,
+}
+
+/// Connections attached to a session during a takeover. Each takes the in-flight state only
+/// once every connection that claimed the session before it has put its own back: a
+/// connection taken over while it still waited for its predecessor waits all the same, or
+/// it would take an empty state and later put it back over its predecessor's.
+#[derive(Debug, Default)]
+struct Handover {
+    /// Claim order; a connection leaves it when it releases the session.
+    queue: Vec<u64>,
+    /// Wakes the waiting connections when one releases.
+    released: Arc<Notify>,
 }
 
 /// Mutable session state behind the per-session lock.
@@ -253,7 +264,8 @@ impl Session {
 
     /// Makes connection `conn_id` the owner. Returns the previous owner (which sees that it
     /// lost the session when woken, see `owned_by`), or `Err(SessionEnded)` if the session
-    /// has ended and the caller must look it up again.
+    /// has ended and the caller must look it up again. If another connection is still
+    /// attached, the caller must `wait_handover` before it takes the in-flight state.
     pub(crate) fn claim(&self, conn_id: u64) -> Result<Option<u64>, SessionEnded> {
         let mut o = self.owner.lock();
         if o.destroyed {
@@ -261,28 +273,45 @@ impl Session {
         }
         let prev = std::mem::replace(&mut o.conn, conn_id);
         let prev = (prev != 0).then_some(prev);
-        o.attached += 1;
+        match (&mut o.handover, prev) {
+            (Some(h), _) => h.queue.push(conn_id),
+            (None, Some(prev)) => {
+                o.handover = Some(Box::new(Handover {
+                    queue: vec![prev, conn_id],
+                    released: Arc::default(),
+                }));
+            }
+            (None, None) => {}
+        }
         self.owner_id.store(conn_id, Ordering::SeqCst);
         drop(o);
         Ok(prev)
     }
 
-    /// Waits until the connections this one took the session from have released it (their
-    /// in-flight state is back in the session), or until `conn_id` itself lost the session,
-    /// at most `limit`. Returns false on timeout.
+    /// Waits until every connection that claimed the session before `conn_id` has released
+    /// it (its in-flight state is back in the session), at most `limit`. It waits even if
+    /// `conn_id` was itself taken over meanwhile: the connection after it waits for it in
+    /// turn. Returns false on timeout.
     pub(crate) async fn wait_handover(&self, conn_id: u64, limit: Duration) -> bool {
         let deadline = tokio::time::Instant::now() + limit;
-        let handover = self
-            .owner
-            .lock()
-            .handover
-            .get_or_insert_with(Default::default)
-            .clone();
         loop {
-            let notified = handover.notified();
+            let released = match &self.owner.lock().handover {
+                Some(h) if h.queue.first().is_some_and(|&first| first != conn_id) => {
+                    h.released.clone()
+                }
+                _ => return true,
+            };
+            let notified = released.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
-            if self.owner.lock().attached <= 1 || !self.owned_by(conn_id) {
+            // A release between the look above and `enable` must not be missed.
+            let still_waiting = self
+                .owner
+                .lock()
+                .handover
+                .as_ref()
+                .is_some_and(|h| h.queue.first().is_some_and(|&first| first != conn_id));
+            if !still_waiting {
                 return true;
             }
             if tokio::time::timeout_at(deadline, notified).await.is_err() {
@@ -295,7 +324,6 @@ impl Session {
     /// expiry timer if it was still the owner, `None` if it had been taken over.
     pub(crate) fn release(&self, conn_id: u64) -> Option<u64> {
         let mut o = self.owner.lock();
-        o.attached = o.attached.saturating_sub(1);
         let detached = if o.conn == conn_id {
             o.conn = 0;
             o.detaches += 1;
@@ -304,14 +332,16 @@ impl Session {
         } else {
             None
         };
-        let handover = if o.attached == 0 {
-            o.handover.take()
-        } else {
-            o.handover.clone()
-        };
+        let released = o.handover.as_mut().map(|h| {
+            h.queue.retain(|&c| c != conn_id);
+            h.released.clone()
+        });
+        if o.handover.as_ref().is_some_and(|h| h.queue.is_empty()) {
+            o.handover = None;
+        }
         drop(o);
-        if let Some(h) = handover {
-            h.notify_waiters();
+        if let Some(r) = released {
+            r.notify_waiters();
         }
         detached
     }
