@@ -4,6 +4,8 @@
 
 mod common;
 
+use std::sync::{Arc, Mutex};
+
 use common::{Client, Next, TestBroker, start};
 use dynamq_codec::{ConnectProperties, Packet, Protocol, QoS, SubscriptionOptions};
 
@@ -188,12 +190,45 @@ async fn suback_before_retained_v311() {
     suback_before_retained(Protocol::V311).await;
 }
 
+/// A log that the test can read: what the broker logs while the test's subscriber is set.
+#[derive(Clone, Default)]
+struct CapturedLog(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for CapturedLog {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().expect("log lock").extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl CapturedLog {
+    fn lines_with(&self, needle: &str) -> usize {
+        let log = self.0.lock().expect("log lock");
+        String::from_utf8_lossy(&log)
+            .lines()
+            .filter(|l| l.contains(needle))
+            .count()
+    }
+}
+
 /// More retained messages match a SUBSCRIBE than the session queue holds: each of them is
-/// delivered or counted in `dropped_queue_full`, none disappears silently (STYLE.md: one
-/// enqueue path that applies the policy and counts).
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+/// delivered or counted in `dropped_queue_full`, none disappears silently, and the overflow
+/// is logged once (STYLE.md: one enqueue path that applies the policy and counts). A
+/// current-thread runtime, so that the broker's tasks log to this test's subscriber.
+#[tokio::test]
 async fn retained_beyond_queue_bound_are_delivered_or_counted() {
     const RETAINED: usize = 20;
+    let log = CapturedLog::default();
+    let writer = log.clone();
+    let _log = tracing::subscriber::set_default(
+        tracing_subscriber::fmt()
+            .with_writer(move || writer.clone())
+            .with_ansi(false)
+            .finish(),
+    );
     let b = start(|c| c.mqtt.max_queued_messages = 5).await;
     let topics: Vec<String> = (0..RETAINED).map(|i| format!("many/{i}")).collect();
     retain_all(&b, &topics).await;
@@ -210,5 +245,7 @@ async fn retained_beyond_queue_bound_are_delivered_or_counted() {
         got.len(),
         dropped()
     );
+    assert!(dropped() > 0, "the queue bound was not reached");
+    assert_eq!(log.lines_with("session queue full"), 1, "one log line");
     b.stop().await;
 }

@@ -42,7 +42,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .await?;
         StoreConfig::Dynamo(config)
     };
-    let backend = Actions::new(
+    let actions = Actions::new(
         ActionsConfig::new(store, "bench@127.0.0.1"),
         default_bindings(),
     )
@@ -51,7 +51,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let topic_names: Vec<String> = (0..topics).map(|i| format!("bench/{i}")).collect();
     let start = Instant::now();
     for i in 0..n {
-        backend
+        actions
             .message_published(PublishedMessage {
                 topic: &topic_names[i % topics],
                 sender: "bench",
@@ -62,15 +62,15 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             .await?;
     }
     let queued = start.elapsed();
-    backend.flush().await?;
+    actions.flush().await?;
     let total = start.elapsed();
-    let stats = backend.stats();
+    let stats = actions.stats();
     println!(
         "{target}: {n} publishes over {topics} topics: queued in {queued:.2?}, durable in {total:.2?} \
          = {:.0} publishes/s ({:.0} store ops/s after coalescing); {stats:?}",
         n as f64 / total.as_secs_f64(),
         stats.writer.written as f64 / total.as_secs_f64()
     );
-    backend.close().await?;
+    actions.close().await?;
     Ok(())
 }

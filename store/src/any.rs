@@ -1,4 +1,4 @@
-//! [`AnyStore`]: the store the actions hold, one of the two backends. An enum rather than
+//! [`AnyStore`]: the store the actions hold, one of the two stores. An enum rather than
 //! `dyn Store`: static dispatch, and the trait can keep its `async fn`s. It lives apart from
 //! the [`Store`] trait, so that the trait does not name its implementations.
 
@@ -10,7 +10,7 @@ use crate::op::WriteOp;
 use crate::record::{ClientRecord, MessageRecord, RetainRecord, SubRecord};
 use crate::store::{Store, WriteFailure};
 
-/// One of the two backends.
+/// One of the two stores.
 #[derive(Debug, Clone)]
 pub enum AnyStore {
     Dynamo(DynamoStore),

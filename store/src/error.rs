@@ -5,7 +5,7 @@
 
 use std::path::PathBuf;
 
-/// An error from a store backend.
+/// An error from a store (DynamoDB or embedded).
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     /// DynamoDB (or a compatible server) answered with an error code, or the request failed

@@ -6,7 +6,7 @@
 //! - [`msgid`]: the EMQX-compatible 128-bit [`MsgId`] and its generator and encoding.
 //! - [`record`]: the items of the tables; [`op`]: the write ops and the key each addresses.
 //! - [`store`]: the batch-first [`Store`] trait; [`any`]: [`AnyStore`], the enum of the two
-//!   backends ([`dynamo::DynamoStore`], [`embedded::EmbeddedStore`]).
+//!   stores ([`dynamo::DynamoStore`], [`embedded::EmbeddedStore`]).
 //! - [`writer`]: one task per store that queues (bounded), coalesces, batches (25 for
 //!   DynamoDB's BatchWriteItem), runs `pool_size` requests, retries with backoff and counts.
 //! - [`tables`]: `create_tables` / `check_tables` for `dynamq tables create|check`.

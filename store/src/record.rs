@@ -9,7 +9,7 @@
 //! | mqtt_topic_msg_map | topic -> set of [`MsgId`] (no record type: only `MapAdd`/`MapRemove`) |
 //! | mqtt_acked | [`AckedRecord`] |
 //!
-//! Payloads are bytes here; a backend that stores strings writes UTF-8 payloads as they are and
+//! Payloads are bytes here; a store that keeps strings writes UTF-8 payloads as they are and
 //! others base64 with `payload_encoding` = `base64` ([`payload_to_string`]).
 
 use base64::Engine;

@@ -1,4 +1,4 @@
-//! The store interface both backends implement ([`crate::dynamo::DynamoStore`],
+//! The store interface both stores implement ([`crate::dynamo::DynamoStore`],
 //! [`crate::embedded::EmbeddedStore`]; [`crate::any::AnyStore`] is either).
 //!
 //! Batch-first: writes arrive as a batch of ops on distinct keys (the writer coalesces before
@@ -20,7 +20,7 @@ pub struct WriteFailure {
     pub error: StoreError,
 }
 
-/// A store backend. Native `async fn`s with `Send` futures; [`crate::any::AnyStore`] gives one
+/// A store (DynamoDB or embedded). Native `async fn`s with `Send` futures; [`crate::any::AnyStore`] gives one
 /// concrete type.
 pub trait Store: Send + Sync + 'static {
     /// Applies a batch of ops on distinct keys; returns the ops that failed (empty: all

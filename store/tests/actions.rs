@@ -56,7 +56,7 @@ fn hook(event: Event, action: Action, topic: Option<&str>) -> Binding {
 
 async fn client_connect_disconnect(kind: Kind) {
     let place = Place::new(kind, "client").await;
-    let b = place.backend().await;
+    let b = place.actions().await;
     b.client_connected("c1", "node-a", 1000)
         .await
         .expect("connected");
@@ -101,7 +101,7 @@ async fn client_connect_disconnect(kind: Kind) {
 
 async fn subscriptions_restored(kind: Kind) {
     let place = Place::new(kind, "subs").await;
-    let b = place.backend().await;
+    let b = place.actions().await;
     b.subscribed("c1", "a/b", 1, true).await.expect("sub");
     b.subscribed("c1", "x/#", 0, true).await.expect("sub");
     b.subscribed("c2", "other", 2, true).await.expect("sub");
@@ -118,7 +118,7 @@ async fn subscriptions_restored(kind: Kind) {
     b.close().await.expect("close");
     // Without on_subscribe_lookup nothing is stored or looked up.
     let b2 = place
-        .backend_with(vec![hook(
+        .actions_with(vec![hook(
             Event::SessionSubscribed,
             Action::OnRetainLookup,
             Some("#"),
@@ -138,7 +138,7 @@ async fn subscriptions_restored(kind: Kind) {
 
 async fn retained_lookup(kind: Kind) {
     let place = Place::new(kind, "retain").await;
-    let b = place.backend().await;
+    let b = place.actions().await;
     publish(&b, "r/1", 0, true, b"one").await;
     publish(&b, "r/2/x", 1, true, b"two").await;
     publish(&b, "s/1", 0, true, b"other").await;
@@ -192,7 +192,7 @@ async fn retained_lookup(kind: Kind) {
     // Without on_retain_lookup the store is not read for retained messages.
     b.close().await.expect("close");
     let b2 = place
-        .backend_with(vec![hook(
+        .actions_with(vec![hook(
             Event::MessagePublish,
             Action::OnMessageRetain,
             None,
@@ -203,7 +203,7 @@ async fn retained_lookup(kind: Kind) {
 
 async fn queue_fetch_and_ack(kind: Kind) {
     let place = Place::new(kind, "queue").await;
-    let b = place.backend().await;
+    let b = place.actions().await;
     let m1 = publish(&b, "q/a", 1, false, b"m1").await;
     let m2 = publish(&b, "q/b", 2, false, b"m2").await;
     publish(&b, "q/a", 0, false, b"qos0").await;
@@ -272,7 +272,7 @@ async fn queue_fetch_and_ack(kind: Kind) {
 /// before gets no history; a returning one gets what arrived since it went offline.
 async fn replay_only_what_arrived_while_offline(kind: Kind) {
     let place = Place::new(kind, "offline").await;
-    let b = place.backend().await;
+    let b = place.actions().await;
     let old = publish(&b, "o/a", 1, false, b"before").await;
     b.flush().await.expect("flush");
     b.client_connected("fresh", "n", 1)
@@ -312,7 +312,7 @@ async fn replay_only_what_arrived_while_offline(kind: Kind) {
 
 async fn acked_delete_exact(kind: Kind) {
     let place = Place::new(kind, "ackdel").await;
-    let b = place.backend().await;
+    let b = place.actions().await;
     let m = publish(&b, "e/t", 1, false, b"x").await;
     b.message_acked("c1", "e/t", m).await.expect("ack");
     b.flush().await.expect("flush");
@@ -332,7 +332,7 @@ async fn pubsub_cursor(kind: Kind) {
             Some("#"),
         ),
     ];
-    let b = place.backend_with(hooks).await;
+    let b = place.actions_with(hooks).await;
     let m1 = publish(&b, "p/t", 1, false, b"1").await;
     let m2 = publish(&b, "p/t", 1, false, b"2").await;
     let m3 = publish(&b, "p/t", 1, false, b"3").await;
@@ -371,7 +371,7 @@ async fn max_count_and_time_range(kind: Kind) {
         hook(Event::MessagePublish, Action::OnMessagePublish, Some("#")),
         fetch,
     ];
-    let b = place.backend_with(hooks).await;
+    let b = place.actions_with(hooks).await;
     // An old message (two hours ago), written as raw ops.
     let old = MsgId::min_at_micros(now_micros() - 2 * 3600 * 1_000_000);
     b.write(WriteOp::PutMsg(MessageRecord {
@@ -418,7 +418,7 @@ async fn map_cap_evicts_oldest(kind: Kind) {
     config.map_cap_per_topic = 3;
     let b = Actions::new(config, default_bindings())
         .await
-        .expect("backend");
+        .expect("actions");
     let mut ids = Vec::new();
     for i in 0..5 {
         ids.push(publish(&b, "cap/t", 1, false, format!("{i}").as_bytes()).await);
@@ -451,7 +451,7 @@ async fn message_store_and_hook_filters(kind: Kind) {
             Some("keep/#"),
         ),
     ];
-    let b = place.backend_with(hooks).await;
+    let b = place.actions_with(hooks).await;
     let kept = publish(&b, "keep/a", 0, false, b"k").await;
     let dropped = publish(&b, "drop/a", 1, false, b"d").await;
     publish(&b, "drop/r", 0, true, b"r").await;
@@ -478,13 +478,13 @@ async fn message_store_and_hook_filters(kind: Kind) {
 
 async fn restart_keeps_state(kind: Kind) {
     let place = Place::new(kind, "restart").await;
-    let b = place.backend().await;
+    let b = place.actions().await;
     publish(&b, "st/r", 0, true, b"retained").await;
     let m = publish(&b, "st/q", 1, false, b"stored").await;
     b.subscribed("c1", "st/#", 1, true).await.expect("sub");
     b.close().await.expect("close");
 
-    let b = place.backend().await;
+    let b = place.actions().await;
     assert_eq!(
         b.session_created("c1").await.expect("lookup"),
         vec![("st/#".to_owned(), 1)]

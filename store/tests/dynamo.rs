@@ -71,7 +71,7 @@ fn s(v: &AttributeValue) -> &str {
 async fn items_have_the_tutorial_shapes() {
     let place = Place::new(Kind::Dynamo, "shapes").await;
     let p = place.prefix.clone();
-    let b = place.backend().await;
+    let b = place.actions().await;
     b.client_connected("mqttjs_34f653fdcc", "emqx@127.0.0.1", 1563765246)
         .await
         .expect("conn");

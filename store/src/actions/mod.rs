@@ -97,7 +97,7 @@ impl Actions {
         bindings: Vec<Binding>,
     ) -> Result<Actions, ActionsError> {
         let (writer, task) = Writer::spawn_with_handle(Arc::new(store.clone()), writer_config);
-        let backend = Actions {
+        let actions = Actions {
             store,
             writer,
             writer_task: Mutex::new(Some(task)),
@@ -111,8 +111,8 @@ impl Actions {
             replay_since: Mutex::new(HashMap::new()),
             counters: Counters::default(),
         };
-        backend.refresh_indexes().await?;
-        Ok(backend)
+        actions.refresh_indexes().await?;
+        Ok(actions)
     }
 
     /// Reloads the stored-message index from the store (at start; and when other nodes

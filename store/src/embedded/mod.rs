@@ -1,4 +1,4 @@
-//! The embedded backend: the six tables in one redb file (`<data_dir>/dynamq.redb`).
+//! The embedded store: the six tables in one redb file (`<data_dir>/dynamq.redb`).
 //!
 //! One redb table per DynamoDB table, same keys: strings, a (hash, range) tuple for the two
 //! composite keys, the decoded u128 for msgids (so mqtt_msg iterates in time order), and a
@@ -76,7 +76,7 @@ impl EmbeddedStore {
                 .open(&path)
                 .map_err(|e| match e {
                     redb::DatabaseError::DatabaseAlreadyOpen => {
-                        open_err("already open (by another dynamq process or backend)".into())
+                        open_err("already open (by another dynamq process or store)".into())
                     }
                     e => open_err(format!(
                         "not a valid dynamq database ({e}); move it away to start afresh"

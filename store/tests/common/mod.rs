@@ -1,5 +1,5 @@
 //! Test harness: a dynalite server (the DynamoDB-compatible test server), SDK clients, and
-//! backends on either store.
+//! the actions on either store.
 //!
 //! dynalite runs under a tiny `sh` watchdog that kills it when its stdin closes, so the
 //! server dies with the test binary even when statics are never dropped or a test aborts;
@@ -207,12 +207,14 @@ impl Place {
         ActionsConfig::new(store, "test@127.0.0.1")
     }
 
-    pub(crate) async fn backend(&self) -> Actions {
-        self.backend_with(default_bindings()).await
+    pub(crate) async fn actions(&self) -> Actions {
+        self.actions_with(default_bindings()).await
     }
 
-    pub(crate) async fn backend_with(&self, hooks: Vec<Binding>) -> Actions {
-        Actions::new(self.config(), hooks).await.expect("backend")
+    pub(crate) async fn actions_with(&self, bindings: Vec<Binding>) -> Actions {
+        Actions::new(self.config(), bindings)
+            .await
+            .expect("actions")
     }
 }
 
