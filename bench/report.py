@@ -1,8 +1,10 @@
 #!/usr/bin/env python3
 """Summarises a bench/run.sh results folder: medians over repetitions, dynamq/peer ratios.
 
-Each file is TAG.SCENARIO.REP.json, the one-line summary of dynamq-bench. Prints a Markdown
-table (also written to table.md in the folder) and the targets of the benchmark issue.
+Each file is TAG.SCENARIO.REP.json, the one-line summary of dynamq-bench, with
+TAG.SCENARIO.REP.cpu beside it: the broker's CPU ticks over the run and ticks per second.
+Prints a Markdown table (also written to table.md in the folder) and the targets of the
+benchmark issue.
 """
 
 import json
@@ -38,9 +40,15 @@ def load(folder):
             continue
         tag, scenario, _rep, _ = parts
         try:
-            runs[(tag, scenario)].append(json.loads(path.read_text().strip() or "{}"))
+            summary = json.loads(path.read_text().strip() or "{}")
         except json.JSONDecodeError:
-            runs[(tag, scenario)].append({"error": "unparsable summary"})
+            summary = {"error": "unparsable summary"}
+        cpu = path.with_suffix(".cpu")
+        received = summary.get("received")
+        if cpu.exists() and isinstance(received, int) and received > 0:
+            ticks, per_sec = (int(x) for x in cpu.read_text().split())
+            summary["broker_cpu_us_per_delivery"] = ticks / per_sec * 1e6 / received
+        runs[(tag, scenario)].append(summary)
     return runs
 
 
@@ -83,6 +91,7 @@ def rows_for(runs, scenario, tags):
         ("latency p50 (µs)", "", {t: median(get(t), "latency_us", "p50") for t in tags}, True),
         ("latency p99 (µs)", "", {t: median(get(t), "latency_us", "p99") for t in tags}, True),
         ("latency p999 (µs)", "", {t: median(get(t), "latency_us", "p999") for t in tags}, True),
+        ("broker CPU µs/delivery", "", {t: median(get(t), "broker_cpu_us_per_delivery") for t in tags}, True),
     ]
     lost = {t: max((r.get("lost", 0) or 0 for r in get(t)), default=None) for t in tags}
     errors = {t: sum(r.get("errors", 0) or 0 for r in get(t)) if get(t) else None for t in tags}

@@ -13,6 +13,10 @@
 #   --quick        counts divided by 10 (a check of the harness, not a benchmark)
 #   --persistence  also run dynamq alone with its store (embedded, and DynamoDB on dynalite)
 #   --no-build     use the binaries already in target/ (default: cargo build --release)
+# DYNAMQ_BIN and BENCH_BIN name other binaries (e.g. a build of an earlier commit).
+# Besides msg/s and latency, each run records the broker's own CPU time (utime + stime from
+# /proc/PID/stat, over the load generator's run): the report gives it per delivery, which
+# stays meaningful when the one-core load generator, not the broker, sets the pace.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -70,7 +74,7 @@ if [[ $BUILD == 1 ]]; then
   log "building dynamq and dynamq-bench (release)"
   cargo build --release -p dynamq -p dynamq-bench
 fi
-DYNAMQ="$ROOT/target/release/dynamq"
+DYNAMQ="${DYNAMQ_BIN:-$ROOT/target/release/dynamq}"
 BENCH="${BENCH_BIN:-$ROOT/target/release/dynamq-bench}"
 [[ -x "$DYNAMQ" ]] || { echo "$DYNAMQ missing (run without --no-build)" >&2; exit 1; }
 [[ -x "$BENCH" ]] || { echo "$BENCH missing (run without --no-build)" >&2; exit 1; }
@@ -162,6 +166,18 @@ start_broker() { # NAME [extra dynamq args...]
   fi
 }
 
+# utime + stime of a process, in clock ticks (fields 14 and 15 of /proc/PID/stat; the
+# command name in field 2 may hold spaces, so fields are counted after its closing paren).
+CLK_TCK=$(getconf CLK_TCK)
+cpu_ticks() { # PID
+  local stat
+  stat=$(cat "/proc/$1/stat" 2>/dev/null) || return 0
+  stat=${stat##*) }
+  # shellcheck disable=SC2086
+  set -- $stat
+  echo $(( ${12} + ${13} ))
+}
+
 stop_broker() {
   [[ -n $BROKER_PID ]] || return 0
   kill "$BROKER_PID" 2>/dev/null || true
@@ -201,9 +217,15 @@ run_one() { # BROKER SCENARIO REP [tag] [extra dynamq args...]
   args=$(scenario_args "$scenario")
   start_broker "$broker" "$@" || { echo "{\"error\":\"broker did not start\"}" > "$OUT/$tag.$scenario.$rep.json"; return 0; }
   [[ $scenario == conn ]] && extra=(--broker-pid "$BROKER_PID")
+  local cpu_before cpu_after
+  cpu_before=$(cpu_ticks "$BROKER_PID")
   # shellcheck disable=SC2086
   timeout 150 taskset -c 1 "$BENCH" $args --port "${!port_var}" --max-secs 90 --quiet "${extra[@]}" \
     > "$OUT/$tag.$scenario.$rep.json" 2>>"$WORK/bench.log" || true
+  cpu_after=$(cpu_ticks "$BROKER_PID")
+  if [[ -n $cpu_before && -n $cpu_after ]]; then
+    echo "$(( cpu_after - cpu_before )) $CLK_TCK" > "$OUT/$tag.$scenario.$rep.cpu"
+  fi
   [[ -s "$OUT/$tag.$scenario.$rep.json" ]] || echo '{"error":"no summary"}' > "$OUT/$tag.$scenario.$rep.json"
   stop_broker
   log "$tag $scenario #$rep: $(head -c 400 "$OUT/$tag.$scenario.$rep.json")"

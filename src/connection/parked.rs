@@ -174,3 +174,19 @@ where
         conn
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every idle connection is this record (BENCHMARKS.md, memory per idle connection): what
+    /// was negotiated at CONNECT must keep fitting in it.
+    #[test]
+    fn parked_record_stays_small() {
+        assert!(
+            std::mem::size_of::<Parked>() <= 64,
+            "Parked is {} bytes",
+            std::mem::size_of::<Parked>()
+        );
+    }
+}
