@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -30,16 +31,20 @@ pub struct Broker {
     pub(crate) tasks: TaskTracker,
     /// Where idle connections hibernate.
     pub(crate) parker: Parker,
+    /// Wakes publishers paused by flow control when a queue they wait for drains.
+    pub(crate) flow: Notify,
     next_conn_id: AtomicU64,
 }
 
 /// What one publish did.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct RouteOutcome {
+#[derive(Debug, Default)]
+pub(crate) struct RouteOutcome {
     /// Sessions the message was queued for.
-    pub queued: usize,
+    pub(crate) queued: usize,
     /// Sessions whose queue was full.
-    pub dropped: usize,
+    pub(crate) dropped: usize,
+    /// Sessions it was queued for over their bound: the publisher waits for them to drain.
+    pub(crate) congested: Vec<Arc<Session>>,
 }
 
 impl Broker {
@@ -53,6 +58,7 @@ impl Broker {
             shutdown: CancellationToken::new(),
             tasks: TaskTracker::new(),
             parker: Parker::default(),
+            flow: Notify::new(),
             next_conn_id: AtomicU64::new(1),
         })
     }
@@ -65,12 +71,17 @@ impl Broker {
     /// on subscribe, comes through here. Applies the queue bound (`max_queued_messages`):
     /// a message that does not fit is dropped, counted (`dropped_queue_full`) and logged once
     /// per overflow episode of that session; a QoS 0 message for a client that is away is
-    /// not queued (`dropped_qos0_offline`). Wakes a hibernating owner.
+    /// not queued (`dropped_qos0_offline`). With flow control on (`flow_control_ms`), a QoS
+    /// 1/2 message for a connected client over its bound is queued all the same
+    /// (`QueuedOverBound`): its publisher waits for the queue to drain. Wakes a hibernating
+    /// owner.
     pub(crate) fn deliver(&self, session: &Session, d: Delivery) -> EnqueueResult {
         let max_queue = self.config.mqtt.max_queued_messages;
-        let result = session.enqueue(d, max_queue);
+        let flow = self.config.mqtt.flow_control_ms > 0;
+        let result = session.enqueue(d, max_queue, flow);
         match result {
-            EnqueueResult::Queued { wake_parked } => {
+            EnqueueResult::Queued { wake_parked }
+            | EnqueueResult::QueuedOverBound { wake_parked } => {
                 if let Some(slot) = wake_parked {
                     self.parker.wake(slot);
                 }
@@ -102,6 +113,10 @@ impl Broker {
         self.router
             .route(&msg, |session, d| match self.deliver(session, d) {
                 EnqueueResult::Queued { .. } => out.queued += 1,
+                EnqueueResult::QueuedOverBound { .. } => {
+                    out.queued += 1;
+                    out.congested.push(session.clone());
+                }
                 EnqueueResult::QueueFull { .. } => out.dropped += 1,
                 EnqueueResult::Offline => {}
             });
@@ -180,9 +195,11 @@ mod tests {
     use bytes::Bytes;
     use dynamq_codec::{PublishProperties, QoS, SubscriptionOptions};
 
+    /// A broker without flow control: messages over the bound are dropped.
     fn broker(max_queued_messages: usize) -> Arc<Broker> {
         let mut config = Config::default();
         config.mqtt.max_queued_messages = max_queued_messages;
+        config.mqtt.flow_control_ms = 0;
         Broker::new(config, Persistence::none())
     }
 
@@ -217,23 +234,11 @@ mod tests {
         for _ in 0..3 {
             outcomes.push(b.publish(msg("t", QoS::AtLeastOnce)).await);
         }
-        assert_eq!(
-            outcomes[0],
-            RouteOutcome {
-                queued: 1,
-                dropped: 0
-            }
-        );
-        assert_eq!(
-            outcomes[2],
-            RouteOutcome {
-                queued: 0,
-                dropped: 1
-            }
-        );
+        assert_eq!((outcomes[0].queued, outcomes[0].dropped), (1, 0));
+        assert_eq!((outcomes[2].queued, outcomes[2].dropped), (0, 1));
         assert_eq!(dropped_queue_full(&b), 1);
         let mut out = Vec::new();
-        s.take_queued_within(10, 10, &mut out);
+        let _ = s.take_queued_within(10, 10, 2, &mut out);
         assert_eq!(out.len(), 2);
     }
 

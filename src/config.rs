@@ -128,8 +128,15 @@ pub struct MqttLimits {
     /// QoS 1/2 messages sent to a client and not yet acknowledged, at most (v5 clients may ask
     /// for fewer with Receive Maximum).
     pub max_inflight: u16,
-    /// Messages queued for one session (online or away) before new ones are dropped.
+    /// Messages queued for one session (online or away) before new ones are dropped, or,
+    /// for a connected client, before its publishers are paused (`flow_control_ms`).
     pub max_queued_messages: usize,
+    /// Flow control: a QoS 1/2 message for a connected client whose queue is full is still
+    /// queued (up to twice `max_queued_messages`), and its publisher stops being read until
+    /// that queue is below the bound again, for at most this many milliseconds. A queue that
+    /// makes a publisher wait longer belongs to a stalled subscriber: messages over its bound
+    /// are dropped (counted) until it drains. 0: no flow control, drop at the bound.
+    pub flow_control_ms: u64,
     /// Receive Maximum announced to v5 clients: QoS 1/2 publishes they may have unacknowledged.
     pub receive_maximum: u16,
     /// Topic Alias Maximum announced to v5 clients; 0 disables topic aliases.
@@ -179,6 +186,7 @@ impl Default for MqttLimits {
             max_packet_size: 1024 * 1024,
             max_inflight: 128,
             max_queued_messages: 10_000,
+            flow_control_ms: 5_000,
             receive_maximum: 1024,
             topic_alias_maximum: 64,
             max_session_expiry: 0,

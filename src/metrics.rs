@@ -32,5 +32,7 @@ counters! {
     dropped_too_large, inc_dropped_too_large, "Messages not sent because they exceed the client's Maximum Packet Size.";
     wills_published, inc_wills_published, "Will messages published.";
     takeovers, inc_takeovers, "Connections closed because the same client id connected again.";
+    flow_control_pauses, inc_flow_control_pauses, "Times a publisher was paused because a subscriber's queue was full (flow control).";
+    flow_control_timeouts, inc_flow_control_timeouts, "Flow-control pauses that ran out (flow_control_ms): the subscriber was marked stalled.";
     hibernations, inc_hibernations, "Times an idle connection hibernated (gave up its task until woken).";
 }

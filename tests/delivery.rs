@@ -73,14 +73,18 @@ async fn small_queue_broker() -> TestBroker {
     start(|c| c.mqtt.max_queued_messages = QUEUE).await
 }
 
-/// A connected subscriber that does not acknowledge: with Receive Maximum 2 at most two
-/// messages are in flight to it [MQTT-3.3.4-9], `QUEUE` more wait in its queue, and every
-/// other one is dropped and counted: delivered + dropped == published, delivered at most
-/// 2 + `QUEUE`.
+/// Without flow control (`flow_control_ms = 0`), a connected subscriber that does not
+/// acknowledge: with Receive Maximum 2 at most two messages are in flight to it
+/// [MQTT-3.3.4-9], `QUEUE` more wait in its queue, and every other one is dropped and
+/// counted: delivered + dropped == published, delivered at most 2 + `QUEUE`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn full_queue_of_online_subscriber_drops_and_counts() {
     const PUBLISHED: usize = 50;
-    let b = small_queue_broker().await;
+    let b = start(|c| {
+        c.mqtt.max_queued_messages = QUEUE;
+        c.mqtt.flow_control_ms = 0;
+    })
+    .await;
     let props = ConnectProperties {
         receive_maximum: Some(2),
         ..ConnectProperties::default()
@@ -247,5 +251,99 @@ async fn retained_beyond_queue_bound_are_delivered_or_counted() {
     );
     assert!(dropped() > 0, "the queue bound was not reached");
     assert_eq!(log.lines_with("session queue full"), 1, "one log line");
+    b.stop().await;
+}
+
+/// Flow control: a subscriber that reads slower than its publisher does not lose QoS 1
+/// messages to the burst. Its queue goes over the bound, the publisher is paused (not read)
+/// until it drains, and every message arrives, in order, none dropped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn flow_control_pauses_the_publisher_instead_of_dropping() {
+    const PUBLISHED: usize = 200;
+    let b = start(|c| {
+        c.mqtt.max_queued_messages = QUEUE;
+        c.mqtt.flow_control_ms = 5_000;
+    })
+    .await;
+    let props = ConnectProperties {
+        receive_maximum: Some(2),
+        ..ConnectProperties::default()
+    };
+    let (mut sub, _) = b.connect_v5("fc-sub", true, props).await;
+    sub.subscribe("fc/t", QoS::AtLeastOnce).await;
+    let (mut publisher, _) = b.connect_v311("fc-pub", true).await;
+    let publish = tokio::spawn(async move {
+        publish_numbered(&mut publisher, "fc/t", PUBLISHED).await;
+        publisher
+    });
+    // The subscriber reads nothing until its queue is over the bound and the publisher
+    // paused; then it acknowledges as it receives (receive_until does), two at a time.
+    common::wait_until("the publisher to be paused", || {
+        b.metric(|m| &m.flow_control_pauses) > 0
+    })
+    .await;
+    let delivered = numbered(&receive_until(&mut sub, |n| n >= PUBLISHED).await);
+    let mut publisher = publish.await.expect("publisher task");
+    assert_eq!(
+        delivered,
+        (0..PUBLISHED).collect::<Vec<_>>(),
+        "all, in order"
+    );
+    nothing_left(&mut publisher, &mut sub, "fc/t").await;
+    assert_eq!(b.metric(|m| &m.dropped_queue_full), 0);
+    assert!(
+        b.metric(|m| &m.flow_control_pauses) > 0,
+        "the bound was reached"
+    );
+    assert_eq!(b.metric(|m| &m.flow_control_timeouts), 0);
+    b.stop().await;
+}
+
+/// A subscriber that stops reading costs its publisher one pause of `flow_control_ms` at
+/// most: then it counts as stalled, messages over its bound are dropped and counted, and the
+/// publisher and another subscriber of the same topic go on. Nothing disappears uncounted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stalled_subscriber_does_not_stall_its_publisher() {
+    const PUBLISHED: usize = 60;
+    let b = start(|c| {
+        c.mqtt.max_queued_messages = QUEUE;
+        c.mqtt.flow_control_ms = 300;
+    })
+    .await;
+    let props = ConnectProperties {
+        receive_maximum: Some(2),
+        ..ConnectProperties::default()
+    };
+    // Subscribes, then never reads nor acknowledges again.
+    let (mut stalled, _) = b.connect_v5("st-stalled", true, props).await;
+    stalled.subscribe("st/t", QoS::AtLeastOnce).await;
+    let (mut other, _) = b.connect_v311("st-other", true).await;
+    other.subscribe("st/t", QoS::AtLeastOnce).await;
+    let (mut publisher, _) = b.connect_v311("st-pub", true).await;
+
+    let started = std::time::Instant::now();
+    let publish = tokio::spawn(async move {
+        publish_numbered(&mut publisher, "st/t", PUBLISHED).await;
+        publisher
+    });
+    let got = numbered(&receive_until(&mut other, |n| n >= PUBLISHED).await);
+    let _publisher = publish.await.expect("publisher task");
+    let took = started.elapsed();
+    assert_eq!(
+        got,
+        (0..PUBLISHED).collect::<Vec<_>>(),
+        "the other subscriber gets all"
+    );
+    // One pause of 300 ms, not one per message (60 x 300 ms).
+    assert!(took < std::time::Duration::from_secs(3), "took {took:?}");
+    assert_eq!(b.metric(|m| &m.flow_control_timeouts), 1);
+    // The stalled one holds 2 in flight and at most twice its bound queued; the rest of its
+    // copies are dropped and counted.
+    let dropped = b.metric(|m| &m.dropped_queue_full) as usize;
+    assert!(
+        (PUBLISHED - 2 - 2 * QUEUE..=PUBLISHED - 2 - QUEUE).contains(&dropped),
+        "{dropped} dropped"
+    );
+    drop(stalled);
     b.stop().await;
 }

@@ -132,7 +132,10 @@ where
         } else {
             ReasonCode::Success
         };
+        // The message is queued everywhere it goes: acknowledged now; what the client sends
+        // next waits until the queues it went over drain (flow control).
         self.ack_publish(&p, reason);
+        self.pause_for(out.congested);
         Ok(())
     }
 

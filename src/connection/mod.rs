@@ -11,6 +11,7 @@
 
 mod connect;
 pub(crate) mod error;
+mod flow;
 mod handshake;
 pub(crate) mod hibernate;
 mod inbound;
@@ -90,6 +91,9 @@ struct Conn<R, W> {
     batch: Vec<crate::message::Delivery>,
     /// How much room to give the next read (between READ_MIN and READ_MAX).
     read_hint: usize,
+    /// Set while this client is not read because a subscriber's queue it published to is
+    /// over its bound (flow control, see `flow`).
+    paused: Option<Box<flow::Pause>>,
 }
 
 /// A connection's byte stream and what has been read from it, handed from the handshake
@@ -169,6 +173,7 @@ where
             hibernate_after,
             batch: Vec::new(),
             read_hint: READ_MIN,
+            paused: None,
         }
     }
 
@@ -193,12 +198,16 @@ where
             let want_write = !self.wbuf.is_empty();
             let spare = self.size_read_buffer();
             // One timer: the keepalive deadline or the time to hibernate, whichever is first.
+            // None while paused: the client is not read, so neither applies (the pause has
+            // its own deadline, and restarts the keepalive when it ends).
             let hibernate_at = self.hibernate_after.map(|d| self.active_at + d);
             let timer = match (self.neg.keep_alive > 0, hibernate_at) {
+                _ if self.paused.is_some() => None,
                 (true, Some(h)) => Some(self.deadline.min(h)),
                 (true, None) => Some(self.deadline),
                 (false, h) => h,
             };
+            let reading = self.paused.is_none();
             tokio::select! {
                 biased;
                 _ = shutdown.cancelled() => return End::Shutdown,
@@ -215,7 +224,7 @@ where
                     }
                     Err(_) => return End::Closed,
                 },
-                r = self.reader.read_buf(&mut self.rbuf) => match r {
+                r = self.reader.read_buf(&mut self.rbuf), if reading => match r {
                     Ok(0) | Err(_) => return End::Closed,
                     Ok(n) => {
                         self.adapt_read_hint(n, spare);
@@ -233,6 +242,15 @@ where
                 },
                 // Also wakes the connection when another one takes the session over.
                 _ = session.notify.notified() => {}
+                _ = flow::ready(&self.broker, self.paused.as_deref()), if !reading => {
+                    self.end_pause();
+                    // What was read and not handled when the pause began.
+                    match self.handle_input().await {
+                        Ok(None) => {}
+                        Ok(Some(end)) => return end,
+                        Err(e) => return End::Error(e),
+                    }
+                }
                 _ = tokio::time::sleep_until(timer.unwrap_or(self.deadline)), if timer.is_some() => {
                     let now = Instant::now();
                     if self.neg.keep_alive > 0 && now >= self.deadline {
@@ -291,9 +309,13 @@ where
         }
     }
 
-    /// Decodes and handles every complete packet in the read buffer.
+    /// Decodes and handles every complete packet in the read buffer, until flow control
+    /// pauses the client (the rest waits in the buffer).
     async fn handle_input(&mut self) -> Result<Option<End>, ConnError> {
-        while let Some(packet) = self.decoder.decode(&mut self.rbuf)? {
+        while self.paused.is_none() {
+            let Some(packet) = self.decoder.decode(&mut self.rbuf)? else {
+                break;
+            };
             if let Some(end) = self.handle(packet).await? {
                 return Ok(Some(end));
             }

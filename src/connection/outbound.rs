@@ -33,7 +33,11 @@ where
             let room = self.inflight_room();
             let mut batch = std::mem::take(&mut self.batch);
             batch.clear();
-            self.session.take_queued_within(64, room, &mut batch);
+            let max = self.broker.config.mqtt.max_queued_messages;
+            if self.session.take_queued_within(64, room, max, &mut batch) {
+                // Publishers paused for this queue may go on (flow control).
+                self.broker.flow.notify_waiters();
+            }
             if batch.is_empty() {
                 self.batch = batch;
                 return;

@@ -136,6 +136,7 @@ where
     pub(super) fn is_quiet(&self) -> bool {
         self.rbuf.is_empty()
             && self.wbuf.is_empty()
+            && self.paused.is_none()
             && !self.session.has_sendable(self.inflight_room())
     }
 

@@ -137,7 +137,10 @@ mod tests {
     fn route(r: &Router, msg: &Arc<Message>) -> usize {
         let mut queued = 0;
         r.route(msg, |s, d| {
-            assert!(matches!(s.enqueue(d, 100), EnqueueResult::Queued { .. }));
+            assert!(matches!(
+                s.enqueue(d, 100, false),
+                EnqueueResult::Queued { .. }
+            ));
             queued += 1;
         });
         queued
@@ -165,7 +168,7 @@ mod tests {
 
     fn drain(s: &Session) -> Vec<Delivery> {
         let mut out = Vec::new();
-        s.take_queued_within(1000, 1000, &mut out);
+        let _ = s.take_queued_within(1000, 1000, 1000, &mut out);
         out
     }
 

@@ -101,6 +101,13 @@ pub(crate) struct SessionState {
     pub pending_will: Option<Box<PendingWill>>,
     /// Set when the queue overflowed, so the overflow is logged once per episode.
     overflowing: bool,
+    /// A QoS 1/2 message went over the bound while the client is connected: publishers wait
+    /// for the queue to drain (see `Broker::deliver`). Cleared when it is below the bound.
+    congested: bool,
+    /// A publisher waited for this queue longer than `flow_control_ms`: until the queue is
+    /// below the bound again, messages over it are dropped rather than waited for, so that a
+    /// subscriber that stopped reading cannot stall its publishers for ever.
+    stalled: bool,
 }
 
 /// `Session::parked` when the owner is awake.
@@ -117,6 +124,12 @@ pub(crate) struct SessionEnded;
 pub(crate) enum EnqueueResult {
     Queued {
         /// The owner hibernates in this parker slot: the caller wakes it.
+        wake_parked: Option<usize>,
+    },
+    /// Queued over the bound (a QoS 1/2 message for a connected client): the publisher is to
+    /// wait until the queue drains below the bound (flow control).
+    QueuedOverBound {
+        /// As for `Queued`.
         wake_parked: Option<usize>,
     },
     /// The session's queue is full; the message is dropped.
@@ -209,22 +222,33 @@ impl Session {
         f(&mut self.state.lock())
     }
 
-    /// Queues a message for this session, bounded by `max`. Only `Broker::deliver` calls
-    /// this: it counts the drops and wakes a hibernating owner.
-    pub(crate) fn enqueue(&self, d: Delivery, max: usize) -> EnqueueResult {
-        if d.qos == QoS::AtMostOnce && !self.is_online() {
+    /// Queues a message for this session, bounded by `max`. With `flow` set, a QoS 1/2
+    /// message for a connected client that is not stalled may go over the bound (up to twice
+    /// it), and the result says so: its publisher then waits for the queue to drain. Only
+    /// `Broker::deliver` calls this: it counts the drops and wakes a hibernating owner.
+    pub(crate) fn enqueue(&self, d: Delivery, max: usize, flow: bool) -> EnqueueResult {
+        let online = self.is_online();
+        if d.qos == QoS::AtMostOnce && !online {
             return EnqueueResult::Offline;
         }
-        let was_empty = {
+        let (was_empty, over) = {
             let mut st = self.state.lock();
-            if st.queue.len() >= max {
+            let len = st.queue.len();
+            let over = len >= max;
+            let may_exceed = flow
+                && online
+                && d.qos != QoS::AtMostOnce
+                && !st.stalled
+                && len < max.saturating_mul(2);
+            if over && !may_exceed {
                 let first = !st.overflowing;
                 st.overflowing = true;
                 return EnqueueResult::QueueFull { first };
             }
+            st.congested |= over;
             let was_empty = st.queue.is_empty();
             st.queue.push_back(d);
-            was_empty
+            (was_empty, over)
         };
         // The owner takes from the queue whenever it wakes for any reason, so it only needs
         // waking when the queue was empty (it may be waiting on nothing else).
@@ -233,17 +257,37 @@ impl Session {
             self.notify.notify_one();
             wake_parked = self.parked();
         }
-        EnqueueResult::Queued { wake_parked }
+        if over {
+            EnqueueResult::QueuedOverBound { wake_parked }
+        } else {
+            EnqueueResult::Queued { wake_parked }
+        }
+    }
+
+    /// True if the queue is below `max`, or nobody will drain it (the client went away, or
+    /// is stalled): a publisher waiting for it stops waiting.
+    pub(crate) fn drained_below(&self, max: usize) -> bool {
+        let st = self.state.lock();
+        st.queue.len() < max || st.stalled || !self.is_online()
+    }
+
+    /// A publisher waited for this queue too long: until it drains below the bound,
+    /// messages over the bound are dropped rather than waited for.
+    pub(crate) fn mark_stalled(&self) {
+        self.state.lock().stalled = true;
     }
 
     /// Moves up to `n` queued messages into `out`, oldest first, taking at most `qos_room`
     /// QoS 1/2 messages: order is kept, so a QoS 1/2 message with no room stops the take.
+    /// Returns true if publishers wait for this queue (it was over the bound `max`) and it
+    /// is now below it: the caller wakes them.
     pub(crate) fn take_queued_within(
         &self,
         n: usize,
         mut qos_room: usize,
+        max: usize,
         out: &mut Vec<Delivery>,
-    ) {
+    ) -> bool {
         let mut st = self.state.lock();
         while out.len() < n {
             let Some(front) = st.queue.front() else { break };
@@ -260,6 +304,11 @@ impl Session {
         if st.queue.is_empty() {
             st.overflowing = false;
         }
+        if st.queue.len() < max {
+            st.stalled = false;
+            return std::mem::take(&mut st.congested);
+        }
+        false
     }
 
     /// Makes connection `conn_id` the owner. Returns the previous owner (which sees that it
