@@ -192,8 +192,7 @@ impl Broker {
 mod tests {
     use super::*;
     use crate::session::Subscription;
-    use bytes::Bytes;
-    use dynamq_codec::{PublishProperties, QoS, SubscriptionOptions};
+    use dynamq_codec::{QoS, SubscriptionOptions};
 
     /// A broker without flow control: messages over the bound are dropped.
     fn broker(max_queued_messages: usize) -> Arc<Broker> {
@@ -204,16 +203,7 @@ mod tests {
     }
 
     fn msg(topic: &str, qos: QoS) -> Arc<Message> {
-        Arc::new(Message {
-            topic: Bytes::copy_from_slice(topic.as_bytes()),
-            payload: Bytes::from_static(b"x"),
-            qos,
-            retain: false,
-            properties: PublishProperties::default(),
-            expires_at: None,
-            sender: ClientId::new("p"),
-            msgid: Default::default(),
-        })
+        Message::for_test(topic, qos, "p")
     }
 
     fn dropped_queue_full(b: &Broker) -> u64 {

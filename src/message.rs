@@ -77,6 +77,23 @@ impl Message {
     }
 }
 
+#[cfg(test)]
+impl Message {
+    /// A one-byte message with no properties, for unit tests.
+    pub(crate) fn for_test(topic: &str, qos: QoS, sender: &str) -> Arc<Message> {
+        Arc::new(Message {
+            topic: Bytes::copy_from_slice(topic.as_bytes()),
+            payload: Bytes::from_static(b"x"),
+            qos,
+            retain: false,
+            properties: PublishProperties::default(),
+            expires_at: None,
+            sender: ClientId::new(sender),
+            msgid: Default::default(),
+        })
+    }
+}
+
 /// One message queued for one session.
 #[derive(Debug, Clone)]
 pub(crate) struct Delivery {

@@ -123,8 +123,7 @@ mod tests {
     use super::*;
     use crate::message::ClientId;
     use crate::session::EnqueueResult;
-    use bytes::Bytes;
-    use dynamq_codec::{PublishProperties, QoS, SubscriptionOptions};
+    use dynamq_codec::{QoS, SubscriptionOptions};
 
     fn session(id: &str) -> Arc<Session> {
         let s = Arc::new(Session::new(ClientId::new(id)));
@@ -147,16 +146,7 @@ mod tests {
     }
 
     fn msg(topic: &str, qos: QoS, sender: &str) -> Arc<Message> {
-        Arc::new(Message {
-            topic: Bytes::copy_from_slice(topic.as_bytes()),
-            payload: Bytes::from_static(b"x"),
-            qos,
-            retain: false,
-            properties: PublishProperties::default(),
-            expires_at: None,
-            sender: ClientId::new(sender),
-            msgid: Default::default(),
-        })
+        Message::for_test(topic, qos, sender)
     }
 
     fn sub(qos: QoS, id: Option<u32>) -> Subscription {
