@@ -16,7 +16,7 @@ use crate::message::{ClientId, Delivery, Message};
 use crate::metrics::Metrics;
 use crate::persistence::Persistence;
 use crate::router::Router;
-use crate::session::{EnqueueResult, Registry, Session};
+use crate::session::{EnqueueResult, QueueBound, Registry, Session};
 
 /// Everything the connections share. One per process.
 pub struct Broker {
@@ -76,9 +76,9 @@ impl Broker {
     /// (`QueuedOverBound`): its publisher waits for the queue to drain. Wakes a hibernating
     /// owner.
     pub(crate) fn deliver(&self, session: &Session, d: Delivery) -> EnqueueResult {
-        let max_queue = self.config.mqtt.max_queued_messages;
+        let bound = self.queue_bound();
         let flow = self.config.mqtt.flow_control_ms > 0;
-        let result = session.enqueue(d, max_queue, flow);
+        let result = session.enqueue(d, bound, flow);
         match result {
             EnqueueResult::Queued { wake_parked }
             | EnqueueResult::QueuedOverBound { wake_parked } => {
@@ -91,7 +91,8 @@ impl Broker {
                 if first {
                     tracing::warn!(
                         client = %session.client_id,
-                        max_queue,
+                        max_messages = bound.messages,
+                        max_bytes = bound.bytes,
                         "session queue full: dropping new messages until it drains"
                     );
                 }
@@ -99,6 +100,14 @@ impl Broker {
             EnqueueResult::Offline => self.metrics.inc_dropped_qos0_offline(),
         }
         result
+    }
+
+    /// How much a session's queue holds (`max_queued_messages`, `max_queued_bytes`).
+    pub(crate) fn queue_bound(&self) -> QueueBound {
+        QueueBound {
+            messages: self.config.mqtt.max_queued_messages,
+            bytes: self.config.mqtt.max_queued_bytes,
+        }
     }
 
     /// Publishes an application message: updates the retained index if it is retained,
@@ -228,7 +237,7 @@ mod tests {
         assert_eq!((outcomes[2].queued, outcomes[2].dropped), (0, 1));
         assert_eq!(dropped_queue_full(&b), 1);
         let mut out = Vec::new();
-        let _ = s.take_queued_within(10, 10, 2, &mut out);
+        let _ = s.take_queued_within(10, 10, b.queue_bound(), &mut out);
         assert_eq!(out.len(), 2);
     }
 

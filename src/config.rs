@@ -131,6 +131,9 @@ pub struct MqttLimits {
     /// Messages queued for one session (online or away) before new ones are dropped, or,
     /// for a connected client, before its publishers are paused (`flow_control_ms`).
     pub max_queued_messages: usize,
+    /// Bytes (topic and payload of each message) queued for one session before it is full,
+    /// as `max_queued_messages` is for their number: whichever is reached first.
+    pub max_queued_bytes: usize,
     /// Flow control: a QoS 1/2 message for a connected client whose queue is full is still
     /// queued (up to twice `max_queued_messages`), and its publisher stops being read until
     /// that queue is below the bound again, for at most this many milliseconds. A queue that
@@ -186,6 +189,7 @@ impl Default for MqttLimits {
             max_packet_size: 1024 * 1024,
             max_inflight: 128,
             max_queued_messages: 10_000,
+            max_queued_bytes: 16 * 1024 * 1024,
             flow_control_ms: 5_000,
             receive_maximum: 1024,
             topic_alias_maximum: 64,
@@ -250,6 +254,11 @@ impl Config {
         if m.max_inflight == 0 || m.receive_maximum == 0 {
             return Err(ConfigError::Invalid(
                 "mqtt.max_inflight and mqtt.receive_maximum must be at least 1".into(),
+            ));
+        }
+        if m.max_queued_bytes == 0 {
+            return Err(ConfigError::Invalid(
+                "mqtt.max_queued_bytes must be at least 1".into(),
             ));
         }
         if m.max_queued_messages == 0 {

@@ -347,3 +347,35 @@ async fn stalled_subscriber_does_not_stall_its_publisher() {
     drop(stalled);
     b.stop().await;
 }
+
+/// The queue is bounded in bytes too (`max_queued_bytes`, topic and payload of each
+/// message): a session whose client is away keeps what fits and drops (and counts) the rest,
+/// whichever of the two bounds is reached first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queue_bounded_in_bytes() {
+    const PUBLISHED: usize = 20;
+    // Each message weighs 4 (topic) + 100 (payload) bytes: 10 fit in 1,040 bytes.
+    let b = start(|c| {
+        c.mqtt.max_queued_messages = 1_000;
+        c.mqtt.max_queued_bytes = 1_040;
+    })
+    .await;
+    let (mut sub, _) = b.connect_v311("qb-away", false).await;
+    sub.subscribe("qb/t", QoS::AtLeastOnce).await;
+    sub.disconnect().await;
+    common::wait_until("the session to be offline", || !b.session_online("qb-away")).await;
+
+    let (mut publisher, _) = b.connect_v311("qb-pub", true).await;
+    for i in 0..PUBLISHED {
+        let payload = format!("{i:0>100}");
+        publisher
+            .publish("qb/t", payload.as_bytes(), QoS::AtLeastOnce, false)
+            .await;
+    }
+    assert_eq!(b.metric(|m| &m.dropped_queue_full) as usize, PUBLISHED - 10);
+    let (mut sub, _) = b.connect_v311("qb-away", false).await;
+    let got = receive_until(&mut sub, |n| n >= 10).await;
+    assert_eq!(got.len(), 10);
+    nothing_left(&mut publisher, &mut sub, "qb/t").await;
+    b.stop().await;
+}

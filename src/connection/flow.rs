@@ -31,7 +31,7 @@ pub(super) async fn ready(broker: &Broker, pause: Option<&Pause>) {
     let Some(p) = pause else {
         return std::future::pending().await;
     };
-    let max = broker.config.mqtt.max_queued_messages;
+    let max = broker.queue_bound();
     loop {
         let notified = broker.flow.notified();
         tokio::pin!(notified);
@@ -72,7 +72,7 @@ where
     /// again from now.
     pub(super) fn end_pause(&mut self) {
         let Some(p) = self.paused.take() else { return };
-        let max = self.broker.config.mqtt.max_queued_messages;
+        let max = self.broker.queue_bound();
         for s in p.sessions.iter().filter(|s| !s.drained_below(max)) {
             s.mark_stalled();
             self.broker.metrics.inc_flow_control_timeouts();

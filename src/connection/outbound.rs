@@ -33,8 +33,8 @@ where
             let room = self.inflight_room();
             let mut batch = std::mem::take(&mut self.batch);
             batch.clear();
-            let max = self.broker.config.mqtt.max_queued_messages;
-            if self.session.take_queued_within(64, room, max, &mut batch) {
+            let bound = self.broker.queue_bound();
+            if self.session.take_queued_within(64, room, bound, &mut batch) {
                 // Publishers paused for this queue may go on (flow control).
                 self.broker.flow.notify_waiters();
             }

@@ -122,7 +122,12 @@ impl Router {
 mod tests {
     use super::*;
     use crate::message::ClientId;
-    use crate::session::EnqueueResult;
+    use crate::session::{EnqueueResult, QueueBound};
+
+    const BOUND: QueueBound = QueueBound {
+        messages: 100,
+        bytes: 1 << 20,
+    };
     use dynamq_codec::{QoS, SubscriptionOptions};
 
     fn session(id: &str) -> Arc<Session> {
@@ -137,7 +142,7 @@ mod tests {
         let mut queued = 0;
         r.route(msg, |s, d| {
             assert!(matches!(
-                s.enqueue(d, 100, false),
+                s.enqueue(d, BOUND, false),
                 EnqueueResult::Queued { .. }
             ));
             queued += 1;
@@ -158,7 +163,7 @@ mod tests {
 
     fn drain(s: &Session) -> Vec<Delivery> {
         let mut out = Vec::new();
-        let _ = s.take_queued_within(1000, 1000, 1000, &mut out);
+        let _ = s.take_queued_within(1000, 1000, BOUND, &mut out);
         out
     }
 

@@ -90,7 +90,9 @@ struct Handover {
 #[derive(Debug, Default)]
 pub(crate) struct SessionState {
     /// Messages waiting to be sent, oldest first.
-    pub queue: VecDeque<Delivery>,
+    queue: VecDeque<Delivery>,
+    /// Bytes of the queued messages (topic and payload), for `QueueBound::bytes`.
+    queued_bytes: usize,
     /// Topic filter (as subscribed, including any `$share/` prefix) -> subscription.
     pub subscriptions: Subscriptions,
     /// In-flight state while no connection holds it (boxed: usually there is none, and
@@ -108,6 +110,26 @@ pub(crate) struct SessionState {
     /// below the bound again, messages over it are dropped rather than waited for, so that a
     /// subscriber that stopped reading cannot stall its publishers for ever.
     stalled: bool,
+}
+
+/// How much a session's queue holds before it is full: messages and bytes (topic and payload
+/// of each message), whichever is reached first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct QueueBound {
+    pub(crate) messages: usize,
+    pub(crate) bytes: usize,
+}
+
+impl QueueBound {
+    /// True if a queue of `len` messages and `bytes` bytes is at or over `times` the bound.
+    fn reached(&self, len: usize, bytes: usize, times: usize) -> bool {
+        len >= self.messages.saturating_mul(times) || bytes >= self.bytes.saturating_mul(times)
+    }
+}
+
+/// What a delivery weighs against `QueueBound::bytes`.
+fn weight(d: &Delivery) -> usize {
+    d.msg.topic.len() + d.msg.payload.len()
 }
 
 /// `Session::parked` when the owner is awake.
@@ -226,20 +248,20 @@ impl Session {
     /// message for a connected client that is not stalled may go over the bound (up to twice
     /// it), and the result says so: its publisher then waits for the queue to drain. Only
     /// `Broker::deliver` calls this: it counts the drops and wakes a hibernating owner.
-    pub(crate) fn enqueue(&self, d: Delivery, max: usize, flow: bool) -> EnqueueResult {
+    pub(crate) fn enqueue(&self, d: Delivery, max: QueueBound, flow: bool) -> EnqueueResult {
         let online = self.is_online();
         if d.qos == QoS::AtMostOnce && !online {
             return EnqueueResult::Offline;
         }
         let (was_empty, over) = {
             let mut st = self.state.lock();
-            let len = st.queue.len();
-            let over = len >= max;
+            let (len, bytes) = (st.queue.len(), st.queued_bytes);
+            let over = max.reached(len, bytes, 1);
             let may_exceed = flow
                 && online
                 && d.qos != QoS::AtMostOnce
                 && !st.stalled
-                && len < max.saturating_mul(2);
+                && !max.reached(len, bytes, 2);
             if over && !may_exceed {
                 let first = !st.overflowing;
                 st.overflowing = true;
@@ -247,6 +269,7 @@ impl Session {
             }
             st.congested |= over;
             let was_empty = st.queue.is_empty();
+            st.queued_bytes += weight(&d);
             st.queue.push_back(d);
             (was_empty, over)
         };
@@ -266,9 +289,9 @@ impl Session {
 
     /// True if the queue is below `max`, or nobody will drain it (the client went away, or
     /// is stalled): a publisher waiting for it stops waiting.
-    pub(crate) fn drained_below(&self, max: usize) -> bool {
+    pub(crate) fn drained_below(&self, max: QueueBound) -> bool {
         let st = self.state.lock();
-        st.queue.len() < max || st.stalled || !self.is_online()
+        !max.reached(st.queue.len(), st.queued_bytes, 1) || st.stalled || !self.is_online()
     }
 
     /// A publisher waited for this queue too long: until it drains below the bound,
@@ -285,7 +308,7 @@ impl Session {
         &self,
         n: usize,
         mut qos_room: usize,
-        max: usize,
+        max: QueueBound,
         out: &mut Vec<Delivery>,
     ) -> bool {
         let mut st = self.state.lock();
@@ -298,13 +321,14 @@ impl Session {
                 qos_room -= 1;
             }
             if let Some(d) = st.queue.pop_front() {
+                st.queued_bytes -= weight(&d);
                 out.push(d);
             }
         }
         if st.queue.is_empty() {
             st.overflowing = false;
         }
-        if st.queue.len() < max {
+        if !max.reached(st.queue.len(), st.queued_bytes, 1) {
             st.stalled = false;
             return std::mem::take(&mut st.congested);
         }
@@ -416,6 +440,7 @@ impl Session {
         }
         let mut st = self.state.lock();
         st.queue.clear();
+        st.queued_bytes = 0;
         let will = st.pending_will.take().map(|w| {
             w.cancel.cancel();
             w.msg
