@@ -14,8 +14,8 @@ use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::{Conn, ConnError, End};
 use crate::message::{Delivery, Message};
+use crate::session::Subscription;
 use crate::session::inflight::OutState;
-use crate::session::{EnqueueResult, Subscription};
 
 type Handled = Result<Option<End>, ConnError>;
 
@@ -200,10 +200,7 @@ where
         } in backlog
         {
             let msgid = delivery.msg.msgid.get().copied();
-            let queued = matches!(
-                self.broker.deliver(&self.session, delivery),
-                EnqueueResult::Queued { .. }
-            );
+            let queued = self.broker.deliver(&self.session, delivery).is_queued();
             if let (true, Some(filter), Some(id)) = (queued, replay_of, msgid) {
                 replayed.push((filter, id));
             }

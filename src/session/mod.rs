@@ -132,6 +132,16 @@ fn weight(d: &Delivery) -> usize {
     d.msg.topic.len() + d.msg.payload.len()
 }
 
+impl EnqueueResult {
+    /// The message is in the queue (within the bound or, by flow control, over it).
+    pub(crate) fn is_queued(self) -> bool {
+        matches!(
+            self,
+            EnqueueResult::Queued { .. } | EnqueueResult::QueuedOverBound { .. }
+        )
+    }
+}
+
 /// `Session::parked` when the owner is awake.
 const NOT_PARKED: usize = usize::MAX;
 
