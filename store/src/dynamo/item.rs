@@ -289,3 +289,60 @@ pub(crate) fn map_ids_from(item: &Item) -> Vec<MsgId> {
         _ => Vec::new(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+
+    use super::*;
+
+    fn record(props: Option<Box<MessageProps>>) -> MessageRecord {
+        MessageRecord {
+            msgid: MsgId(0x0005_f3a2_1b2c_3d4e_0102_0304_0506_0708),
+            topic: "t/1".into(),
+            sender: "s".into(),
+            qos: 1,
+            retain: true,
+            payload: Bytes::from_static(b"p"),
+            arrived: 1_700_000_000,
+            props,
+        }
+    }
+
+    #[test]
+    fn properties_round_trip_and_only_when_present() {
+        let props = MessageProps {
+            payload_format: Some(0),
+            content_type: Some("".into()),
+            response_topic: Some("r".into()),
+            correlation_data: Some(Bytes::from_static(&[0, 0xff])),
+            user_properties: vec![("b".into(), "1".into()), ("a".into(), "2".into())],
+            expires_at_ms: Some(1_800_000_000_123),
+        };
+        let r = record(props.boxed());
+        let item = message_item(&r);
+        assert_eq!(item.get("payload_format"), Some(&n(0)));
+        assert_eq!(message_from(Table::Retain, &item).expect("reads"), r);
+
+        let plain = message_item(&record(None));
+        let mut names: Vec<&str> = plain.keys().map(String::as_str).collect();
+        names.sort_unstable();
+        assert_eq!(
+            names,
+            [
+                "arrived", "msgid", "payload", "qos", "retain", "sender", "topic"
+            ]
+        );
+        assert_eq!(message_from(Table::Msg, &plain).expect("reads").props, None);
+    }
+
+    #[test]
+    fn wrong_property_types_are_errors() {
+        let mut item = message_item(&record(None));
+        item.insert("correlation_data".into(), s("not bytes"));
+        assert!(message_from(Table::Msg, &item).is_err());
+        let mut item = message_item(&record(None));
+        item.insert("payload_format".into(), n(300));
+        assert!(message_from(Table::Msg, &item).is_err());
+    }
+}
