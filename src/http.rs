@@ -140,6 +140,11 @@ pub(crate) fn render(broker: &Broker) -> String {
                 s.expired,
             ),
             (
+                "store_message_expired_total",
+                "Stored or retained messages found past their Message Expiry Interval (deleted).",
+                s.message_expired,
+            ),
+            (
                 "store_read_errors_total",
                 "Stored-message replays that failed on a store read.",
                 s.read_errors,

@@ -21,7 +21,7 @@ use bytes::Bytes;
 use dynamq_codec::{PublishProperties, QoS};
 use dynamq_store::actions::{Actions, ActionsError, ActionsStats, PublishedMessage};
 use dynamq_store::msgid::MsgId;
-use dynamq_store::record::MessageRecord;
+use dynamq_store::record::{MessageProps, MessageRecord, now_millis};
 use parking_lot::Mutex;
 
 use crate::message::{ClientId, Message};
@@ -211,6 +211,7 @@ impl Persistence {
             qos: msg.qos as u8,
             retain: msg.retain,
             payload: &msg.payload,
+            props: stored_props(msg),
         };
         match Box::pin(a.message_published(published)).await {
             Ok(id) => {
@@ -238,18 +239,98 @@ impl Persistence {
     }
 }
 
-/// A message read back from the store, as the router carries it.
+/// The v5 properties the store keeps with a message; the expiry as an absolute time, so
+/// that the time it spends stored counts.
+fn stored_props(msg: &Message) -> MessageProps {
+    let p = &msg.properties;
+    MessageProps {
+        payload_format: p.payload_format_indicator,
+        content_type: p.content_type.clone(),
+        response_topic: p.response_topic.clone(),
+        correlation_data: p.correlation_data.clone(),
+        user_properties: p.user_properties.clone(),
+        expires_at_ms: msg.expires_at.map(|t| {
+            let left = t.saturating_duration_since(Instant::now());
+            now_millis().saturating_add(u64::try_from(left.as_millis()).unwrap_or(u64::MAX))
+        }),
+    }
+}
+
+/// A message read back from the store, as the router carries it: with its v5 properties,
+/// and its expiry back on the broker's clock (the interval forwarded is what remains of it,
+/// see `Message::remaining_expiry`).
 fn message_from_record(r: MessageRecord) -> Message {
     let msgid = std::sync::OnceLock::new();
     let _ = msgid.set(r.msgid);
-    Message {
+    let now = Instant::now();
+    let p = r.props.map(|p| *p).unwrap_or_default();
+    let expires_at = p
+        .expires_at_ms
+        .map(|t| now + Duration::from_millis(t.saturating_sub(now_millis())));
+    let mut msg = Message {
         topic: Bytes::from(r.topic),
         payload: r.payload,
         qos: QoS::from_u8(r.qos).unwrap_or(QoS::AtLeastOnce),
         retain: r.retain,
-        properties: PublishProperties::default(),
-        expires_at: None,
+        properties: PublishProperties {
+            payload_format_indicator: p.payload_format,
+            response_topic: p.response_topic,
+            correlation_data: p.correlation_data,
+            user_properties: p.user_properties,
+            content_type: p.content_type,
+            ..PublishProperties::default()
+        },
+        expires_at,
         sender: ClientId::new(&r.sender),
         msgid,
+    };
+    msg.properties.message_expiry_interval = msg.remaining_expiry(now);
+    msg
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What the broker hands the store comes back as it was published, with the expiry
+    /// that remains.
+    #[test]
+    fn properties_and_expiry_round_trip_through_a_record() {
+        let mut msg = Message::for_test("a/b", QoS::AtLeastOnce, "pub");
+        let m = Arc::get_mut(&mut msg).expect("sole owner");
+        m.retain = true;
+        m.properties = PublishProperties {
+            payload_format_indicator: Some(1),
+            message_expiry_interval: Some(120),
+            response_topic: Some("reply".into()),
+            correlation_data: Some(Bytes::from_static(&[0, 0xff])),
+            user_properties: vec![("k".into(), "1".into()), ("k".into(), "2".into())],
+            content_type: Some("text/plain".into()),
+            ..PublishProperties::default()
+        };
+        m.expires_at = Some(Instant::now() + Duration::from_secs(120));
+        let record = MessageRecord {
+            msgid: MsgId(1),
+            topic: "a/b".into(),
+            sender: "pub".into(),
+            qos: 1,
+            retain: true,
+            payload: msg.payload.clone(),
+            arrived: 0,
+            props: stored_props(&msg).boxed(),
+        };
+        let back = message_from_record(record);
+        let left = back.properties.message_expiry_interval.expect("an expiry");
+        assert!((119..=120).contains(&left), "{left}");
+        let mut expected = msg.properties.clone();
+        expected.message_expiry_interval = Some(left);
+        assert_eq!(back.properties, expected);
+        let at = back.expires_at.expect("an expiry");
+        let now = Instant::now();
+        assert!(at > now + Duration::from_secs(118) && at <= now + Duration::from_secs(120));
+
+        // No properties (v3): nothing stored, nothing restored.
+        let plain = Message::for_test("a/b", QoS::AtMostOnce, "pub");
+        assert!(stored_props(&plain).boxed().is_none());
     }
 }

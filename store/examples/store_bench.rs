@@ -58,6 +58,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 qos: 1,
                 retain: false,
                 payload: &payload,
+                props: Default::default(),
             })
             .await?;
     }

@@ -32,7 +32,7 @@
 //! | session.subscribed | `subscribed(clientid, filter, qos, is_new)` | the stored messages to replay now, in order |
 //! | (after queueing them) | `replayed(clientid, filter, msgids)` | `()`: these are not replayed to the subscription again |
 //! | session.unsubscribed | `unsubscribed(clientid, filter)` | `()` |
-//! | message.publish | `message_published(PublishedMessage{topic, sender, qos, retain, payload})` | the message's [`MsgId`] |
+//! | message.publish | `message_published(PublishedMessage{topic, sender, qos, retain, payload, props})` | the message's [`MsgId`] |
 //! | message.acked (PUBACK / PUBCOMP) | `message_acked(clientid, topic, msgid)` | `()` |
 //! | shutdown | `flush()` then `close()` | |
 //!

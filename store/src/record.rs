@@ -51,6 +51,60 @@ pub struct MessageRecord {
     pub payload: Bytes,
     /// Unix seconds.
     pub arrived: u64,
+    /// The MQTT v5 properties kept with the message. `None` if it has none (every v3
+    /// message): out of line, so that a record without them stays small (records wait in
+    /// the writer's queue).
+    pub props: Option<Box<MessageProps>>,
+}
+
+/// The MQTT v5 PUBLISH properties a stored message keeps so that it is forwarded as it was
+/// published (unaltered: [MQTT-3.3.2-4], -15, -16, -17, -18, -20): retained
+/// messages come back from the store at start and stored messages are replayed, possibly
+/// after a restart. Topic Alias and Subscription Identifiers are per connection or per
+/// subscription and are never stored.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MessageProps {
+    /// Payload Format Indicator (0 unspecified bytes, 1 UTF-8).
+    pub payload_format: Option<u8>,
+    pub content_type: Option<String>,
+    pub response_topic: Option<String>,
+    pub correlation_data: Option<Bytes>,
+    /// In the order published [MQTT-3.3.2-18]; a name may repeat.
+    pub user_properties: Vec<(String, String)>,
+    /// When the Message Expiry Interval runs out, in Unix milliseconds: absolute, so that
+    /// the time spent stored (or while the broker was down) counts. Milliseconds rather
+    /// than the interval's seconds so that the interval forwarded after a restart is never
+    /// longer than the one published, nor the message dropped up to a second early.
+    pub expires_at_ms: Option<u64>,
+}
+
+impl MessageProps {
+    pub fn is_empty(&self) -> bool {
+        *self == MessageProps::default()
+    }
+
+    /// As [`MessageRecord::props`] holds them: `None` if there are none.
+    pub fn boxed(self) -> Option<Box<MessageProps>> {
+        (!self.is_empty()).then(|| Box::new(self))
+    }
+}
+
+impl MessageRecord {
+    /// True if the message's Message Expiry Interval has run out at `now_ms` (Unix ms): it
+    /// must not be delivered any more [MQTT-3.3.2-5].
+    pub fn is_expired(&self, now_ms: u64) -> bool {
+        self.props
+            .as_ref()
+            .and_then(|p| p.expires_at_ms)
+            .is_some_and(|t| t <= now_ms)
+    }
+}
+
+/// The current time in Unix milliseconds (0 if the clock is before 1970).
+pub fn now_millis() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 /// An item of mqtt_retain.

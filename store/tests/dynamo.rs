@@ -85,6 +85,7 @@ async fn items_have_the_tutorial_shapes() {
         qos,
         retain,
         payload: &payload,
+        props: Default::default(),
     };
     let retained = b.message_published(pm(0, true)).await.expect("retain");
     let stored = b.message_published(pm(1, false)).await.expect("publish");
@@ -98,6 +99,7 @@ async fn items_have_the_tutorial_shapes() {
         qos: 1,
         retain: false,
         payload: &binary,
+        props: Default::default(),
     })
     .await
     .expect("publish binary");

@@ -131,6 +131,7 @@ fn msg(i: u128, payload: &str) -> MessageRecord {
         retain: false,
         payload: Bytes::copy_from_slice(payload.as_bytes()),
         arrived: 1_700_000_000,
+        props: Default::default(),
     }
 }
 

@@ -6,7 +6,8 @@
 //! from the store (the index may lag other nodes) and merged with the index's (the store may
 //! lag this node's writer). Then, per hook: ids older than `time_range` are expired (removed
 //! and their messages deleted), the newest `max_returned_count` kept, the messages read with
-//! BatchGetItem and returned in msgid order.
+//! BatchGetItem and returned in msgid order, less those past their Message Expiry Interval
+//! (deleted).
 
 use std::collections::{BTreeSet, HashMap};
 use std::time::Duration;
@@ -227,6 +228,21 @@ impl Actions {
         }
         found.sort_by_key(|m| m.msgid);
         found.dedup_by_key(|m| m.msgid);
+        // Past their Message Expiry Interval: never delivered [MQTT-3.3.2-5], and deleted
+        // with their map entries since no later subscriber may have them either.
+        let now_ms = crate::record::now_millis();
+        let expired: Vec<MsgId> = found
+            .iter()
+            .filter(|m| m.is_expired(now_ms))
+            .map(|m| m.msgid)
+            .collect();
+        if !expired.is_empty() {
+            found.retain(|m| !m.is_expired(now_ms));
+            self.counters
+                .message_expired
+                .fetch_add(expired.len() as u64, std::sync::atomic::Ordering::Relaxed);
+            self.remove_ids(&expired, ids_by_topic, true).await?;
+        }
         Ok(found)
     }
 }

@@ -32,6 +32,7 @@ pub use types::{
 struct Counters {
     evicted: AtomicU64,
     expired: AtomicU64,
+    message_expired: AtomicU64,
     dangling: AtomicU64,
     duplicates_skipped: AtomicU64,
     dropped_full: AtomicU64,
@@ -141,12 +142,35 @@ impl Actions {
 
     /// The retained messages to deliver on subscribe (mqtt_retain, one Scan), if
     /// on_retain_lookup is bound: the broker keeps them in its retained index, which serves
-    /// every subscription. `None` if it is not bound.
+    /// every subscription. `None` if it is not bound. Those whose Message Expiry Interval
+    /// ran out (while stored, or while the broker was down) are left out and deleted
+    /// [MQTT-3.3.2-5], and counted (`message_expired`).
     pub async fn retained_messages(&self) -> Result<Option<Vec<RetainRecord>>, ActionsError> {
         if !self.binds(Action::OnRetainLookup) {
             return Ok(None);
         }
-        Ok(Some(self.store.retained_all().await?))
+        let mut all = self.store.retained_all().await?;
+        let now = crate::record::now_millis();
+        let mut expired = Vec::new();
+        all.retain(|r| {
+            let gone = r.is_expired(now);
+            if gone {
+                expired.push(r.topic.clone());
+            }
+            !gone
+        });
+        if !expired.is_empty() {
+            self.counters
+                .message_expired
+                .fetch_add(expired.len() as u64, Ordering::Relaxed);
+            tracing::info!(count = expired.len(), "expired retained messages deleted");
+            // Read at start, before any client can publish a newer retained message on
+            // these topics: the delete removes only the expired one.
+            for topic in expired {
+                self.submit(WriteOp::DeleteRetain { topic }).await?;
+            }
+        }
+        Ok(Some(all))
     }
 
     /// The first hook binding `function` whose filter matches `topic` (`None` filter: any).
@@ -367,6 +391,7 @@ impl Actions {
             retain: msg.retain,
             payload: msg.payload.clone(),
             arrived: msgid.timestamp_secs(),
+            props: msg.props.clone().boxed(),
         };
         let empty_retained = msg.retain && msg.payload.is_empty();
         if msg.retain {
@@ -512,6 +537,7 @@ impl Actions {
             writer: self.writer.stats(),
             evicted: c.evicted.load(Ordering::Relaxed),
             expired: c.expired.load(Ordering::Relaxed),
+            message_expired: c.message_expired.load(Ordering::Relaxed),
             dangling: c.dangling.load(Ordering::Relaxed),
             duplicates_skipped: c.duplicates_skipped.load(Ordering::Relaxed),
             dropped_full: c.dropped_full.load(Ordering::Relaxed),

@@ -7,6 +7,7 @@ use bytes::Bytes;
 
 use crate::dynamo::DynamoConfig;
 use crate::error::StoreError;
+use crate::record::MessageProps;
 use crate::writer::{WriterClosed, WriterConfig, WriterStats};
 
 /// Which store, and where.
@@ -70,7 +71,7 @@ pub enum ActionsError {
 }
 
 /// A message published by a client, as [`super::Actions::message_published`] needs it.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct PublishedMessage<'a> {
     pub topic: &'a str,
     /// The publisher's client id.
@@ -78,6 +79,8 @@ pub struct PublishedMessage<'a> {
     pub qos: u8,
     pub retain: bool,
     pub payload: &'a Bytes,
+    /// The v5 properties stored with the message (default for v3).
+    pub props: MessageProps,
 }
 
 /// Counters of the actions (the writer's are in `writer`).
@@ -88,6 +91,9 @@ pub struct ActionsStats {
     pub evicted: u64,
     /// Ids dropped because they were older than a fetch's `time_range`.
     pub expired: u64,
+    /// Stored or retained messages found past their Message Expiry Interval: not
+    /// delivered, and deleted.
+    pub message_expired: u64,
     /// Ids found in a map item without their mqtt_msg item (removed from the map).
     pub dangling: u64,
     /// Stored messages not replayed because this subscription already got them.

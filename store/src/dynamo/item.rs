@@ -1,15 +1,22 @@
 //! Records to and from DynamoDB items, with exactly the tutorial's attribute names and types
 //! (see the table in DESIGN.md). Numbers are `N`, everything else `S`, the map's ids `SS`.
+//!
+//! mqtt_msg and mqtt_retain items also carry a message's MQTT v5 properties, each only when
+//! present, so that a v3 message's item is exactly the tutorial's: `content_type` (S),
+//! `payload_format` (N), `response_topic` (S), `correlation_data` (B), `user_properties`
+//! (L of M {k: S, v: S}: a list keeps their order and repeated names) and `expires_at` (N,
+//! Unix milliseconds).
 
 use std::collections::HashMap;
 
+use aws_sdk_dynamodb::primitives::Blob;
 use aws_sdk_dynamodb::types::AttributeValue;
 
 use crate::error::StoreError;
 use crate::msgid::MsgId;
 use crate::op::Table;
 use crate::record::{
-    AckedRecord, ClientRecord, MessageRecord, PAYLOAD_ENCODING_BASE64, SubRecord,
+    AckedRecord, ClientRecord, MessageProps, MessageRecord, PAYLOAD_ENCODING_BASE64, SubRecord,
     payload_from_string, payload_to_string,
 };
 
@@ -68,7 +75,95 @@ pub(crate) fn message_item(r: &MessageRecord) -> Item {
     if base64 {
         item.insert("payload_encoding".to_owned(), s(PAYLOAD_ENCODING_BASE64));
     }
+    if let Some(p) = &r.props {
+        props_item(p, &mut item);
+    }
     item
+}
+
+fn props_item(p: &MessageProps, item: &mut Item) {
+    if let Some(v) = &p.content_type {
+        item.insert("content_type".to_owned(), s(v));
+    }
+    if let Some(v) = p.payload_format {
+        item.insert("payload_format".to_owned(), n(v));
+    }
+    if let Some(v) = &p.response_topic {
+        item.insert("response_topic".to_owned(), s(v));
+    }
+    if let Some(v) = &p.correlation_data {
+        item.insert(
+            "correlation_data".to_owned(),
+            AttributeValue::B(Blob::new(v.to_vec())),
+        );
+    }
+    if !p.user_properties.is_empty() {
+        let list = p
+            .user_properties
+            .iter()
+            .map(|(k, v)| {
+                AttributeValue::M(HashMap::from([
+                    ("k".to_owned(), s(k)),
+                    ("v".to_owned(), s(v)),
+                ]))
+            })
+            .collect();
+        item.insert("user_properties".to_owned(), AttributeValue::L(list));
+    }
+    if let Some(v) = p.expires_at_ms {
+        item.insert("expires_at".to_owned(), n(v));
+    }
+}
+
+/// The v5 properties of an mqtt_msg or mqtt_retain item (all optional).
+fn props_from(table: Table, item: &Item) -> Result<MessageProps, StoreError> {
+    let opt_s = |name: &str| -> Result<Option<String>, StoreError> {
+        match item.get(name) {
+            None => Ok(None),
+            Some(_) => get_s(table, item, name).map(|v| Some(v.to_owned())),
+        }
+    };
+    let opt_n = |name: &str| -> Result<Option<u64>, StoreError> {
+        match item.get(name) {
+            None => Ok(None),
+            Some(_) => get_n(table, item, name).map(Some),
+        }
+    };
+    let payload_format = match opt_n("payload_format")? {
+        None => None,
+        Some(v) => Some(
+            u8::try_from(v).map_err(|_| bad(table, format!("payload_format {v} is not a byte")))?,
+        ),
+    };
+    let correlation_data = match item.get("correlation_data") {
+        None => None,
+        Some(AttributeValue::B(b)) => Some(bytes::Bytes::copy_from_slice(b.as_ref())),
+        Some(other) => return Err(bad(table, format!("correlation_data is not B: {other:?}"))),
+    };
+    let user_properties = match item.get("user_properties") {
+        None => Vec::new(),
+        Some(AttributeValue::L(list)) => list
+            .iter()
+            .map(|pair| {
+                let AttributeValue::M(m) = pair else {
+                    return Err(bad(table, format!("user_properties holds {pair:?}")));
+                };
+                Ok((
+                    get_s(table, m, "k")?.to_owned(),
+                    get_s(table, m, "v")?.to_owned(),
+                ))
+            })
+            .collect::<Result<_, _>>()?,
+        Some(other) => return Err(bad(table, format!("user_properties is not L: {other:?}"))),
+    };
+    Ok(MessageProps {
+        payload_format,
+        content_type: opt_s("content_type")?,
+        response_topic: opt_s("response_topic")?,
+        correlation_data,
+        user_properties,
+        expires_at_ms: opt_n("expires_at")?,
+    })
 }
 
 pub(crate) fn acked_item(r: &AckedRecord) -> Item {
@@ -170,6 +265,7 @@ pub(crate) fn message_from(table: Table, item: &Item) -> Result<MessageRecord, S
         retain: get_n::<u8>(table, item, "retain")? != 0,
         payload,
         arrived: get_n(table, item, "arrived")?,
+        props: props_from(table, item)?.boxed(),
     })
 }
 
@@ -191,5 +287,62 @@ pub(crate) fn map_ids_from(item: &Item) -> Vec<MsgId> {
             })
             .collect(),
         _ => Vec::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+
+    use super::*;
+
+    fn record(props: Option<Box<MessageProps>>) -> MessageRecord {
+        MessageRecord {
+            msgid: MsgId(0x0005_f3a2_1b2c_3d4e_0102_0304_0506_0708),
+            topic: "t/1".into(),
+            sender: "s".into(),
+            qos: 1,
+            retain: true,
+            payload: Bytes::from_static(b"p"),
+            arrived: 1_700_000_000,
+            props,
+        }
+    }
+
+    #[test]
+    fn properties_round_trip_and_only_when_present() {
+        let props = MessageProps {
+            payload_format: Some(0),
+            content_type: Some("".into()),
+            response_topic: Some("r".into()),
+            correlation_data: Some(Bytes::from_static(&[0, 0xff])),
+            user_properties: vec![("b".into(), "1".into()), ("a".into(), "2".into())],
+            expires_at_ms: Some(1_800_000_000_123),
+        };
+        let r = record(props.boxed());
+        let item = message_item(&r);
+        assert_eq!(item.get("payload_format"), Some(&n(0)));
+        assert_eq!(message_from(Table::Retain, &item).expect("reads"), r);
+
+        let plain = message_item(&record(None));
+        let mut names: Vec<&str> = plain.keys().map(String::as_str).collect();
+        names.sort_unstable();
+        assert_eq!(
+            names,
+            [
+                "arrived", "msgid", "payload", "qos", "retain", "sender", "topic"
+            ]
+        );
+        assert_eq!(message_from(Table::Msg, &plain).expect("reads").props, None);
+    }
+
+    #[test]
+    fn wrong_property_types_are_errors() {
+        let mut item = message_item(&record(None));
+        item.insert("correlation_data".into(), s("not bytes"));
+        assert!(message_from(Table::Msg, &item).is_err());
+        let mut item = message_item(&record(None));
+        item.insert("payload_format".into(), n(300));
+        assert!(message_from(Table::Msg, &item).is_err());
     }
 }
