@@ -70,7 +70,8 @@ impl Broker {
     /// Queues one delivery for one session: every message a session gets, live or replayed
     /// on subscribe, comes through here. Applies the queue bound (`max_queued_messages`):
     /// a message that does not fit is dropped, counted (`dropped_queue_full`) and logged once
-    /// per overflow episode of that session; a QoS 0 message for a client that is away is
+    /// per overflow episode of that session, but a QoS 1/2 one first takes the place of the
+    /// oldest queued QoS 0 message if there is one (`dropped_qos0_evicted`); a QoS 0 message for a client that is away is
     /// not queued (`dropped_qos0_offline`). With flow control on (`flow_control_ms`), a QoS
     /// 1/2 message for a connected client over its bound is queued all the same
     /// (`QueuedOverBound`): its publisher waits for the queue to drain. Wakes a hibernating
@@ -84,6 +85,20 @@ impl Broker {
             | EnqueueResult::QueuedOverBound { wake_parked } => {
                 if let Some(slot) = wake_parked {
                     self.parker.wake(slot);
+                }
+            }
+            EnqueueResult::QueuedInPlaceOfQos0 { wake_parked, first } => {
+                if let Some(slot) = wake_parked {
+                    self.parker.wake(slot);
+                }
+                self.metrics.inc_dropped_qos0_evicted();
+                if first {
+                    tracing::warn!(
+                        client = %session.client_id,
+                        max_messages = bound.messages,
+                        max_bytes = bound.bytes,
+                        "session queue full: dropping its oldest QoS 0 messages to make room for QoS 1/2 ones until it drains"
+                    );
                 }
             }
             EnqueueResult::QueueFull { first } => {
@@ -121,7 +136,9 @@ impl Broker {
         let mut out = RouteOutcome::default();
         self.router
             .route(&msg, |session, d| match self.deliver(session, d) {
-                EnqueueResult::Queued { .. } => out.queued += 1,
+                EnqueueResult::Queued { .. } | EnqueueResult::QueuedInPlaceOfQos0 { .. } => {
+                    out.queued += 1
+                }
                 EnqueueResult::QueuedOverBound { .. } => {
                     out.queued += 1;
                     out.congested.push(session.clone());

@@ -136,10 +136,15 @@ pub struct MqttLimits {
     pub max_queued_bytes: usize,
     /// Flow control: a QoS 1/2 message for a connected client whose queue is full is still
     /// queued (up to twice `max_queued_messages`), and its publisher stops being read until
-    /// that queue is below the bound again, for at most this many milliseconds. A queue that
-    /// makes a publisher wait longer belongs to a stalled subscriber: messages over its bound
-    /// are dropped (counted) until it drains. 0: no flow control, drop at the bound.
+    /// that queue is below the bound again, looking every this many milliseconds. A queue
+    /// whose client took nothing from it meanwhile belongs to a stalled subscriber: messages
+    /// over its bound are dropped (counted) until it drains, and the publisher goes on.
+    /// 0: no flow control, drop at the bound.
     pub flow_control_ms: u64,
+    /// A connected client whose queue stays full while it takes nothing from it for this
+    /// many milliseconds is disconnected (v5: DISCONNECT 0x97 Quota exceeded); its session
+    /// keeps its queue. 0: never.
+    pub slow_consumer_timeout_ms: u64,
     /// Receive Maximum announced to v5 clients: QoS 1/2 publishes they may have unacknowledged.
     pub receive_maximum: u16,
     /// Topic Alias Maximum announced to v5 clients; 0 disables topic aliases.
@@ -191,6 +196,7 @@ impl Default for MqttLimits {
             max_queued_messages: 10_000,
             max_queued_bytes: 16 * 1024 * 1024,
             flow_control_ms: 5_000,
+            slow_consumer_timeout_ms: 30_000,
             receive_maximum: 1024,
             topic_alias_maximum: 64,
             max_session_expiry: 0,

@@ -27,12 +27,14 @@ counters! {
     messages_received, inc_messages_received, "PUBLISH packets received from clients.";
     messages_sent, inc_messages_sent, "PUBLISH packets sent to clients.";
     dropped_queue_full, inc_dropped_queue_full, "Messages dropped because a session queue was full.";
+    dropped_qos0_evicted, inc_dropped_qos0_evicted, "QoS 0 messages dropped from a full session queue to make room for a QoS 1/2 message.";
     dropped_qos0_offline, inc_dropped_qos0_offline, "QoS 0 messages not queued for a client that is away.";
     dropped_expired, inc_dropped_expired, "Messages dropped because their expiry interval ran out.";
     dropped_too_large, inc_dropped_too_large, "Messages not sent because they exceed the client's Maximum Packet Size.";
     wills_published, inc_wills_published, "Will messages published.";
     takeovers, inc_takeovers, "Connections closed because the same client id connected again.";
     flow_control_pauses, inc_flow_control_pauses, "Times a publisher was paused because a subscriber's queue was full (flow control).";
-    flow_control_timeouts, inc_flow_control_timeouts, "Flow-control pauses that ran out (flow_control_ms): the subscriber was marked stalled.";
+    flow_control_timeouts, inc_flow_control_timeouts, "Flow-control pauses that ran out (flow_control_ms) with the subscriber taking nothing from its queue: it was marked stalled.";
+    slow_consumer_disconnects, inc_slow_consumer_disconnects, "Subscribers disconnected because their full queue saw no progress for slow_consumer_timeout_ms.";
     hibernations, inc_hibernations, "Times an idle connection hibernated (gave up its task until woken).";
 }

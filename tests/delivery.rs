@@ -6,66 +6,9 @@ mod common;
 
 use std::sync::{Arc, Mutex};
 
-use common::{Client, Next, TestBroker, start};
+use common::queue::{nothing_left, numbered, publish_numbered, receive_until};
+use common::{Client, TestBroker, start};
 use dynamq_codec::{ConnectProperties, Packet, Protocol, QoS, SubscriptionOptions};
-
-/// Receives and acknowledges PUBLISHes until `done(how many so far)`; returns their
-/// payloads. Panics if that takes longer than `WAIT`.
-async fn receive_until(c: &mut Client, mut done: impl FnMut(usize) -> bool) -> Vec<Vec<u8>> {
-    let deadline = tokio::time::Instant::now() + common::WAIT;
-    let mut got = Vec::new();
-    while !done(got.len()) {
-        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-        match c.next(left).await {
-            Next::Packet(Packet::Publish(p)) => {
-                c.ack(&p).await;
-                got.push(p.payload.to_vec());
-            }
-            other => panic!(
-                "expected PUBLISH, got {other:?} after {} payloads",
-                got.len()
-            ),
-        }
-    }
-    got
-}
-
-/// Publishes `end` and checks it is the next message `c` gets: the queue is sent in order,
-/// so nothing else was left in it.
-async fn nothing_left(publisher: &mut Client, c: &mut Client, topic: &str) {
-    publisher
-        .publish(topic, b"end", QoS::AtLeastOnce, false)
-        .await;
-    let p = c.expect_publish().await;
-    assert_eq!(&p.payload[..], b"end", "a message was left over: {p:?}");
-    c.ack(&p).await;
-}
-
-/// Payloads "0", "1", ... as numbers, checking they are in the order published
-/// [MQTT-4.6.0-6].
-fn numbered(payloads: &[Vec<u8>]) -> Vec<usize> {
-    let nums: Vec<usize> = payloads
-        .iter()
-        .map(|p| {
-            std::str::from_utf8(p)
-                .ok()
-                .and_then(|s| s.parse().ok())
-                .unwrap_or_else(|| panic!("unexpected payload {p:?}"))
-        })
-        .collect();
-    assert!(
-        nums.windows(2).all(|w| w[0] < w[1]),
-        "out of order: {nums:?}"
-    );
-    nums
-}
-
-async fn publish_numbered(p: &mut Client, topic: &str, n: usize) {
-    for i in 0..n {
-        p.publish(topic, i.to_string().as_bytes(), QoS::AtLeastOnce, false)
-            .await;
-    }
-}
 
 const QUEUE: usize = 10;
 
@@ -251,100 +194,6 @@ async fn retained_beyond_queue_bound_are_delivered_or_counted() {
     );
     assert!(dropped() > 0, "the queue bound was not reached");
     assert_eq!(log.lines_with("session queue full"), 1, "one log line");
-    b.stop().await;
-}
-
-/// Flow control: a subscriber that reads slower than its publisher does not lose QoS 1
-/// messages to the burst. Its queue goes over the bound, the publisher is paused (not read)
-/// until it drains, and every message arrives, in order, none dropped.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn flow_control_pauses_the_publisher_instead_of_dropping() {
-    const PUBLISHED: usize = 200;
-    let b = start(|c| {
-        c.mqtt.max_queued_messages = QUEUE;
-        c.mqtt.flow_control_ms = 5_000;
-    })
-    .await;
-    let props = ConnectProperties {
-        receive_maximum: Some(2),
-        ..ConnectProperties::default()
-    };
-    let (mut sub, _) = b.connect_v5("fc-sub", true, props).await;
-    sub.subscribe("fc/t", QoS::AtLeastOnce).await;
-    let (mut publisher, _) = b.connect_v311("fc-pub", true).await;
-    let publish = tokio::spawn(async move {
-        publish_numbered(&mut publisher, "fc/t", PUBLISHED).await;
-        publisher
-    });
-    // The subscriber reads nothing until its queue is over the bound and the publisher
-    // paused; then it acknowledges as it receives (receive_until does), two at a time.
-    common::wait_until("the publisher to be paused", || {
-        b.metric(|m| &m.flow_control_pauses) > 0
-    })
-    .await;
-    let delivered = numbered(&receive_until(&mut sub, |n| n >= PUBLISHED).await);
-    let mut publisher = publish.await.expect("publisher task");
-    assert_eq!(
-        delivered,
-        (0..PUBLISHED).collect::<Vec<_>>(),
-        "all, in order"
-    );
-    nothing_left(&mut publisher, &mut sub, "fc/t").await;
-    assert_eq!(b.metric(|m| &m.dropped_queue_full), 0);
-    assert!(
-        b.metric(|m| &m.flow_control_pauses) > 0,
-        "the bound was reached"
-    );
-    assert_eq!(b.metric(|m| &m.flow_control_timeouts), 0);
-    b.stop().await;
-}
-
-/// A subscriber that stops reading costs its publisher one pause of `flow_control_ms` at
-/// most: then it counts as stalled, messages over its bound are dropped and counted, and the
-/// publisher and another subscriber of the same topic go on. Nothing disappears uncounted.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn stalled_subscriber_does_not_stall_its_publisher() {
-    const PUBLISHED: usize = 60;
-    let b = start(|c| {
-        c.mqtt.max_queued_messages = QUEUE;
-        c.mqtt.flow_control_ms = 300;
-    })
-    .await;
-    let props = ConnectProperties {
-        receive_maximum: Some(2),
-        ..ConnectProperties::default()
-    };
-    // Subscribes, then never reads nor acknowledges again.
-    let (mut stalled, _) = b.connect_v5("st-stalled", true, props).await;
-    stalled.subscribe("st/t", QoS::AtLeastOnce).await;
-    let (mut other, _) = b.connect_v311("st-other", true).await;
-    other.subscribe("st/t", QoS::AtLeastOnce).await;
-    let (mut publisher, _) = b.connect_v311("st-pub", true).await;
-
-    let started = std::time::Instant::now();
-    let publish = tokio::spawn(async move {
-        publish_numbered(&mut publisher, "st/t", PUBLISHED).await;
-        publisher
-    });
-    let got = numbered(&receive_until(&mut other, |n| n >= PUBLISHED).await);
-    let _publisher = publish.await.expect("publisher task");
-    let took = started.elapsed();
-    assert_eq!(
-        got,
-        (0..PUBLISHED).collect::<Vec<_>>(),
-        "the other subscriber gets all"
-    );
-    // One pause of 300 ms, not one per message (60 x 300 ms).
-    assert!(took < std::time::Duration::from_secs(3), "took {took:?}");
-    assert_eq!(b.metric(|m| &m.flow_control_timeouts), 1);
-    // The stalled one holds 2 in flight and at most twice its bound queued; the rest of its
-    // copies are dropped and counted.
-    let dropped = b.metric(|m| &m.dropped_queue_full) as usize;
-    assert!(
-        (PUBLISHED - 2 - 2 * QUEUE..=PUBLISHED - 2 - QUEUE).contains(&dropped),
-        "{dropped} dropped"
-    );
-    drop(stalled);
     b.stop().await;
 }
 

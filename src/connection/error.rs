@@ -20,6 +20,10 @@ pub(crate) enum ConnError {
     KeepAliveTimeout(u16),
     #[error("no CONNECT within {0} s")]
     ConnectTimeout(u64),
+    /// The client's queue stayed full and it took nothing from it for this many ms
+    /// (`slow_consumer_timeout_ms`).
+    #[error("slow consumer: its full queue saw no progress for {0} ms")]
+    SlowConsumer(u64),
 }
 
 impl ConnError {
@@ -34,6 +38,7 @@ impl ConnError {
             ConnError::Decode(e) => Some(e.reason_code()),
             ConnError::Protocol { reason, .. } => Some(*reason),
             ConnError::KeepAliveTimeout(_) => Some(ReasonCode::KeepAliveTimeout),
+            ConnError::SlowConsumer(_) => Some(ReasonCode::QuotaExceeded),
         }
     }
 

@@ -94,6 +94,9 @@ struct Conn<R, W> {
     /// Set while this client is not read because a subscriber's queue it published to is
     /// over its bound (flow control, see `flow`).
     paused: Option<Box<flow::Pause>>,
+    /// Set while this client's own queue is full: since when, and its progress then (see
+    /// `check_slow_consumer`).
+    slow: Option<(Instant, u64)>,
 }
 
 /// A connection's byte stream and what has been read from it, handed from the handshake
@@ -174,6 +177,7 @@ where
             batch: Vec::new(),
             read_hint: READ_MIN,
             paused: None,
+            slow: None,
         }
     }
 
@@ -195,6 +199,10 @@ where
                 return self.drain_before_takeover().await;
             }
             self.pump_queue();
+            let slow_at = match self.check_slow_consumer() {
+                Ok(at) => at,
+                Err(e) => return End::Error(e),
+            };
             let want_write = !self.wbuf.is_empty();
             let spare = self.size_read_buffer();
             // One timer: the keepalive deadline or the time to hibernate, whichever is first.
@@ -206,6 +214,10 @@ where
                 (true, Some(h)) => Some(self.deadline.min(h)),
                 (true, None) => Some(self.deadline),
                 (false, h) => h,
+            };
+            let timer = match (timer, slow_at) {
+                (Some(t), Some(s)) => Some(t.min(s)),
+                (t, s) => t.or(s),
             };
             let reading = self.paused.is_none();
             tokio::select! {
@@ -242,7 +254,7 @@ where
                 },
                 // Also wakes the connection when another one takes the session over.
                 _ = session.notify.notified() => {}
-                _ = flow::ready(&self.broker, self.paused.as_deref()), if !reading => {
+                _ = flow::ready(&self.broker, self.paused.as_deref_mut()), if !reading => {
                     self.end_pause();
                     // What was read and not handled when the pause began.
                     match self.handle_input().await {

@@ -137,6 +137,7 @@ where
         self.rbuf.is_empty()
             && self.wbuf.is_empty()
             && self.paused.is_none()
+            && self.slow.is_none()
             && !self.session.has_sendable(self.inflight_room())
     }
 

@@ -106,10 +106,18 @@ pub(crate) struct SessionState {
     /// A QoS 1/2 message went over the bound while the client is connected: publishers wait
     /// for the queue to drain (see `Broker::deliver`). Cleared when it is below the bound.
     congested: bool,
-    /// A publisher waited for this queue longer than `flow_control_ms`: until the queue is
-    /// below the bound again, messages over it are dropped rather than waited for, so that a
-    /// subscriber that stopped reading cannot stall its publishers for ever.
+    /// A publisher waited for this queue longer than `flow_control_ms` while the client took
+    /// nothing from it: until the queue is below the bound again, messages over it are
+    /// dropped rather than waited for, so that a subscriber that stopped reading cannot
+    /// stall its publishers for ever.
     stalled: bool,
+    /// QoS 0 messages in the queue: a QoS 1/2 message that finds the queue full takes the
+    /// place of the oldest of them (QoS 0 is dropped first), and the queue is searched only
+    /// when there is one to find.
+    queued_qos0: usize,
+    /// Messages taken from the queue to be sent, ever (wrapping): the client's progress.
+    /// A publisher paused for this queue, or the slow-consumer timer, compares two readings.
+    taken: u64,
 }
 
 /// How much a session's queue holds before it is full: messages and bytes (topic and payload
@@ -137,7 +145,9 @@ impl EnqueueResult {
     pub(crate) fn is_queued(self) -> bool {
         matches!(
             self,
-            EnqueueResult::Queued { .. } | EnqueueResult::QueuedOverBound { .. }
+            EnqueueResult::Queued { .. }
+                | EnqueueResult::QueuedOverBound { .. }
+                | EnqueueResult::QueuedInPlaceOfQos0 { .. }
         )
     }
 }
@@ -171,6 +181,14 @@ pub(crate) enum EnqueueResult {
     },
     /// QoS 0 messages are not queued for a client that is away (as in Mosquitto's default).
     Offline,
+    /// The queue was full: this QoS 1/2 message took the place of the oldest queued QoS 0
+    /// one, which is dropped (QoS 0 goes first).
+    QueuedInPlaceOfQos0 {
+        /// As for `Queued`.
+        wake_parked: Option<usize>,
+        /// As for `QueueFull`.
+        first: bool,
+    },
 }
 
 #[derive(Debug)]
@@ -263,7 +281,7 @@ impl Session {
         if d.qos == QoS::AtMostOnce && !online {
             return EnqueueResult::Offline;
         }
-        let (was_empty, over) = {
+        let (wake, over, evicted) = {
             let mut st = self.state.lock();
             let (len, bytes) = (st.queue.len(), st.queued_bytes);
             let over = max.reached(len, bytes, 1);
@@ -272,25 +290,45 @@ impl Session {
                 && d.qos != QoS::AtMostOnce
                 && !st.stalled
                 && !max.reached(len, bytes, 2);
+            let mut evicted = None;
+            // QoS 0 is dropped first: the oldest one makes room (its weight may be less than
+            // the new message's; the bound is met again on the next take).
+            let oldest_qos0 = (over && d.qos != QoS::AtMostOnce && st.queued_qos0 > 0)
+                .then(|| st.queue.iter().position(|q| q.qos == QoS::AtMostOnce))
+                .flatten();
+            if let Some(old) = oldest_qos0.and_then(|i| st.queue.remove(i)) {
+                st.queued_bytes -= weight(&old);
+                st.queued_qos0 -= 1;
+                evicted = Some(!st.overflowing);
+                st.overflowing = true;
+            }
+            let over = over && evicted.is_none();
             if over && !may_exceed {
                 let first = !st.overflowing;
                 st.overflowing = true;
                 return EnqueueResult::QueueFull { first };
             }
+            // The first message over the bound wakes the owner too: it starts watching for
+            // a slow consumer (`progress_if_full`).
+            let crossing = over && !st.congested;
             st.congested |= over;
             let was_empty = st.queue.is_empty();
             st.queued_bytes += weight(&d);
+            st.queued_qos0 += usize::from(d.qos == QoS::AtMostOnce);
             st.queue.push_back(d);
-            (was_empty, over)
+            (was_empty || crossing, over, evicted)
         };
         // The owner takes from the queue whenever it wakes for any reason, so it only needs
-        // waking when the queue was empty (it may be waiting on nothing else).
+        // waking when the queue was empty (it may be waiting on nothing else), or to notice
+        // that the queue went over the bound.
         let mut wake_parked = None;
-        if was_empty {
+        if wake {
             self.notify.notify_one();
             wake_parked = self.parked();
         }
-        if over {
+        if let Some(first) = evicted {
+            EnqueueResult::QueuedInPlaceOfQos0 { wake_parked, first }
+        } else if over {
             EnqueueResult::QueuedOverBound { wake_parked }
         } else {
             EnqueueResult::Queued { wake_parked }
@@ -304,8 +342,22 @@ impl Session {
         !max.reached(st.queue.len(), st.queued_bytes, 1) || st.stalled || !self.is_online()
     }
 
-    /// A publisher waited for this queue too long: until it drains below the bound,
-    /// messages over the bound are dropped rather than waited for.
+    /// The client's progress (see `SessionState::taken`) if its queue is at or over `max`,
+    /// `None` if it is below: a reading to compare with a later one.
+    pub(crate) fn progress_if_full(&self, max: QueueBound) -> Option<u64> {
+        let st = self.state.lock();
+        max.reached(st.queue.len(), st.queued_bytes, 1)
+            .then_some(st.taken)
+    }
+
+    /// The client's progress (see `SessionState::taken`), whatever the queue holds.
+    pub(crate) fn progress(&self) -> u64 {
+        self.state.lock().taken
+    }
+
+    /// A publisher waited for this queue too long, and the client took nothing from it
+    /// meanwhile: until it drains below the bound, messages over the bound are dropped
+    /// rather than waited for.
     pub(crate) fn mark_stalled(&self) {
         self.state.lock().stalled = true;
     }
@@ -332,6 +384,8 @@ impl Session {
             }
             if let Some(d) = st.queue.pop_front() {
                 st.queued_bytes -= weight(&d);
+                st.queued_qos0 -= usize::from(d.qos == QoS::AtMostOnce);
+                st.taken = st.taken.wrapping_add(1);
                 out.push(d);
             }
         }
@@ -451,6 +505,7 @@ impl Session {
         let mut st = self.state.lock();
         st.queue.clear();
         st.queued_bytes = 0;
+        st.queued_qos0 = 0;
         let will = st.pending_will.take().map(|w| {
             w.cancel.cancel();
             w.msg

@@ -11,6 +11,8 @@
 // Each test file compiles this module on its own and uses only part of it.
 #![allow(dead_code)]
 
+pub(crate) mod queue;
+
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::Arc;
