@@ -2,7 +2,8 @@
 """Summarises a bench/run.sh results folder: medians over repetitions, dynamq/peer ratios.
 
 Each file is TAG.SCENARIO.REP.json, the one-line summary of dynamq-bench, with
-TAG.SCENARIO.REP.cpu beside it: the broker's CPU ticks over the run and ticks per second.
+TAG.SCENARIO.REP.cpu beside it: the broker's CPU ticks over the run and ticks per second,
+and TAG.SCENARIO.REP.hwm: the broker's peak resident memory (VmHWM, kB).
 Prints a Markdown table (also written to table.md in the folder) and the targets of the
 benchmark issue.
 """
@@ -25,6 +26,8 @@ LABELS = {
     "mesh_q0": "10 pub × 10 sub QoS 0",
     "mesh_q1": "10 pub × 10 sub QoS 1",
     "fanout_q0": "fan-out 1→1000 QoS 0",
+    "fan4_q1": "1→4 QoS 1 (dynamq at defaults)",
+    "stall_q1": "1→4 QoS 1 + 1 stalled sub (dynamq at defaults)",
     "conn": "idle connections",
     "dyn_s1_q1": "1→1 QoS 1 (20k msgs)",
     "dyn_mesh_q1": "10 pub × 10 sub QoS 1 (2k msgs each)",
@@ -48,6 +51,9 @@ def load(folder):
         if cpu.exists() and isinstance(received, int) and received > 0:
             ticks, per_sec = (int(x) for x in cpu.read_text().split())
             summary["broker_cpu_us_per_delivery"] = ticks / per_sec * 1e6 / received
+        hwm = path.with_suffix(".hwm")
+        if hwm.exists() and hwm.read_text().strip().isdigit():
+            summary["broker_peak_rss_mb"] = int(hwm.read_text()) / 1024
         runs[(tag, scenario)].append(summary)
     return runs
 
@@ -92,6 +98,7 @@ def rows_for(runs, scenario, tags):
         ("latency p99 (µs)", "", {t: median(get(t), "latency_us", "p99") for t in tags}, True),
         ("latency p999 (µs)", "", {t: median(get(t), "latency_us", "p999") for t in tags}, True),
         ("broker CPU µs/delivery", "", {t: median(get(t), "broker_cpu_us_per_delivery") for t in tags}, True),
+        ("broker peak RSS (MB)", "", {t: median(get(t), "broker_peak_rss_mb") for t in tags}, True),
     ]
     lost = {t: max((r.get("lost", 0) or 0 for r in get(t)), default=None) for t in tags}
     errors = {t: sum(r.get("errors", 0) or 0 for r in get(t)) if get(t) else None for t in tags}

@@ -16,14 +16,15 @@
 # DYNAMQ_BIN and BENCH_BIN name other binaries (e.g. a build of an earlier commit).
 # Besides msg/s and latency, each run records the broker's own CPU time (utime + stime from
 # /proc/PID/stat, over the load generator's run): the report gives it per delivery, which
-# stays meaningful when the one-core load generator, not the broker, sets the pace.
+# stays meaningful when the one-core load generator, not the broker, sets the pace; and the
+# broker's peak resident memory (VmHWM).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 TOOLS="$ROOT/bench/.tools"
 REPS=3
 BROKERS="dynamq rumqttd mosquitto"
-SCENARIOS="s1_q0 s1_q1 s1_q2 lat_q0 lat_q1 lat_q2 fanin_q0 fanin_q1 mesh_q0 mesh_q1 fanout_q0 conn"
+SCENARIOS="s1_q0 s1_q1 s1_q2 lat_q0 lat_q1 lat_q2 fanin_q0 fanin_q1 mesh_q0 mesh_q1 fanout_q0 fan4_q1 stall_q1 conn"
 PERSISTENCE=0
 BUILD=1
 SCALE=1
@@ -129,6 +130,7 @@ max_inflight = 1000
 max_queued_messages = 100000000
 EOF
   { cat "$WORK/dynamq-base.toml"; printf '[store]\nkind = "none"\n'; } > "$WORK/dynamq.toml"
+  echo 'log_level = "warn"' > "$WORK/dynamq-defaults.toml"
 }
 
 wait_port() { # PORT PID
@@ -206,6 +208,11 @@ scenario_args() { # NAME -> dynamq-bench arguments
     dyn_s1_q1)   echo "run --pubs 1 --subs 1 --qos 1 --count $((20000/s)) --topic b/%i --filter b/#" ;;
     dyn_mesh_q1) echo "run --pubs 10 --subs 10 --qos 1 --count $((2000/s)) --topic b/mesh --filter b/mesh" ;;
     fanout_q0) echo "run --pubs 1 --subs 1000 --qos 0 --count $((2000/s)) --topic b/fan --filter b/fan" ;;
+    # A stalled consumer (issue 11): 1 -> 4 QoS 1, then the same with a fifth subscriber that
+    # never reads. dynamq runs these at its defaults (embedded store on, default queues and
+    # flow control), the peers with the configs above.
+    fan4_q1)   echo "run --pubs 1 --subs 4 --qos 1 --count $((100000/s)) --topic b/s --filter b/s" ;;
+    stall_q1)  echo "run --pubs 1 --subs 4 --stalled 1 --qos 1 --count $((100000/s)) --topic b/s --filter b/s" ;;
     conn)      echo "conn --conns $((CONNS/s)) --hold-secs 5" ;;
     *) echo "unknown scenario $1" >&2; return 1 ;;
   esac
@@ -215,7 +222,9 @@ run_one() { # BROKER SCENARIO REP [tag] [extra dynamq args...]
   local broker=$1 scenario=$2 rep=$3 tag=${4:-$1}; shift 4 || shift $#
   local port_var="PORT_$broker" args extra=()
   args=$(scenario_args "$scenario")
-  start_broker "$broker" "$@" || { echo "{\"error\":\"broker did not start\"}" > "$OUT/$tag.$scenario.$rep.json"; return 0; }
+  local conf=${DYNAMQ_CONF:-}
+  [[ $scenario == fan4_q1 || $scenario == stall_q1 ]] && conf="$WORK/dynamq-defaults.toml"
+  DYNAMQ_CONF=$conf start_broker "$broker" "$@" || { echo "{\"error\":\"broker did not start\"}" > "$OUT/$tag.$scenario.$rep.json"; return 0; }
   [[ $scenario == conn ]] && extra=(--broker-pid "$BROKER_PID")
   local cpu_before cpu_after
   cpu_before=$(cpu_ticks "$BROKER_PID")
@@ -226,6 +235,8 @@ run_one() { # BROKER SCENARIO REP [tag] [extra dynamq args...]
   if [[ -n $cpu_before && -n $cpu_after ]]; then
     echo "$(( cpu_after - cpu_before )) $CLK_TCK" > "$OUT/$tag.$scenario.$rep.cpu"
   fi
+  # The broker's peak resident memory over its life (this run), in kB.
+  awk '/^VmHWM:/ {print $2}' "/proc/$BROKER_PID/status" > "$OUT/$tag.$scenario.$rep.hwm" 2>/dev/null || true
   [[ -s "$OUT/$tag.$scenario.$rep.json" ]] || echo '{"error":"no summary"}' > "$OUT/$tag.$scenario.$rep.json"
   stop_broker
   log "$tag $scenario #$rep: $(head -c 400 "$OUT/$tag.$scenario.$rep.json")"

@@ -195,7 +195,7 @@ impl Default for MqttLimits {
             max_inflight: 128,
             max_queued_messages: 10_000,
             max_queued_bytes: 16 * 1024 * 1024,
-            flow_control_ms: 5_000,
+            flow_control_ms: 1_000,
             slow_consumer_timeout_ms: 30_000,
             receive_maximum: 1024,
             topic_alias_maximum: 64,

@@ -144,4 +144,8 @@ pub(crate) struct RunArgs {
     /// After the publishers finish, stop once nothing arrived for this long, in seconds.
     #[arg(long, default_value_t = 2.0)]
     pub drain_secs: f64,
+    /// More subscribers to the same filter that never read after their SUBACK (stalled
+    /// consumers); they are not counted: the summary is about the others.
+    #[arg(long, default_value_t = 0)]
+    pub stalled: u32,
 }

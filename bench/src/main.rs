@@ -153,6 +153,7 @@ async fn execute(mode: Mode, deadline: Instant) -> anyhow::Result<String> {
             )?;
             w.clock = Clock::Monotonic;
             w.plan.clock = Clock::Monotonic;
+            w.stalled = a.stalled;
             messaging("run", w, &a.common, stats).await?
         }
     };
@@ -234,6 +235,7 @@ fn workload(
         sub_target,
         connect_concurrency: common.connect_concurrency,
         deadline,
+        stalled: 0,
     })
 }
 

@@ -40,6 +40,8 @@ pub(crate) struct Workload {
     pub sub_target: u64,
     pub connect_concurrency: usize,
     pub deadline: Instant,
+    /// Subscribers to `filter` that never read after their SUBACK (`run --stalled`).
+    pub stalled: u32,
 }
 
 /// Runs the workload; never fails, failures are in the summary.
@@ -51,6 +53,17 @@ pub(crate) async fn run(w: Workload, stats: Arc<Stats>, summary: &mut MsgSummary
         &stats,
         &format!("{}s", w.id_prefix),
         w.subs,
+        Some((&w.filter, qos)),
+        w.connect_concurrency,
+        w.deadline,
+    )
+    .await;
+    // Held open and never read until the run ends: the broker sees stalled consumers.
+    let _stalled = connect_many(
+        &w.cfg,
+        &stats,
+        &format!("{}x", w.id_prefix),
+        w.stalled,
         Some((&w.filter, qos)),
         w.connect_concurrency,
         w.deadline,
