@@ -14,6 +14,7 @@ use tokio::time::Instant;
 
 use super::negotiated::{Negotiated, TopicAliases};
 use super::{Conn, ConnError, Io, READ_MIN, connect, hibernate_after, write_with_deadline};
+use crate::auth::ClientRules;
 use crate::broker::Broker;
 use crate::transport::Transport;
 
@@ -72,13 +73,20 @@ pub(super) async fn handshake<S: Transport>(
         }
     };
 
+    if let Err(ack) = connect::authenticate(&broker, &connect, &accepted.client_id, &peer).await {
+        last_words(&mut writer, ack, protocol).await;
+        return None;
+    }
+
     let conn_id = broker.next_conn_id();
     let clean_start = connect.clean_start;
     let (session, present) =
         connect::attach(&broker, &accepted.client_id, clean_start, conn_id).await;
     session.with_state(|st| st.expiry_interval = accepted.session_expiry);
+    // After attach, which may end an old session of the same client (and forget its rules).
+    let acl = broker.auth.admit(&session, connect.username.as_deref());
 
-    let neg = negotiate(&broker, *connect, &accepted);
+    let neg = negotiate(&broker, *connect, &accepted, acl);
     let io = Io {
         reader,
         writer,
@@ -117,7 +125,12 @@ pub(super) async fn handshake<S: Transport>(
 }
 
 /// What the CONNECT and the broker's limits agree on.
-fn negotiate(broker: &Broker, connect: Connect, accepted: &connect::Accepted) -> Negotiated {
+fn negotiate(
+    broker: &Broker,
+    connect: Connect,
+    accepted: &connect::Accepted,
+    acl: Option<Arc<ClientRules>>,
+) -> Negotiated {
     let props = &connect.properties;
     Negotiated {
         protocol: connect.protocol,
@@ -131,6 +144,7 @@ fn negotiate(broker: &Broker, connect: Connect, accepted: &connect::Accepted) ->
         connect_session_expiry: accepted.session_expiry,
         will: connect.will.map(Box::new),
         topic_aliases: TopicAliases::default(),
+        acl,
     }
 }
 
