@@ -40,7 +40,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the broker.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Create or check the six DynamoDB tables.
     #[command(subcommand)]
     Tables(TablesCommand),
@@ -522,7 +522,7 @@ fn run() -> Result<()> {
         .build()
         .context("cannot start the tokio runtime")?;
     match cli.command {
-        Command::Serve(args) => runtime.block_on(serve(args)),
+        Command::Serve(args) => runtime.block_on(serve(*args)),
         Command::Tables(cmd) => runtime.block_on(tables(cmd)),
         Command::Passwd(args) => passwd(args),
     }
