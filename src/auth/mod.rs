@@ -210,20 +210,27 @@ impl Auth {
         }
     }
 
-    /// The rules of a client that connected (`None` without an ACL file); they become the
-    /// rules its session's deliveries are checked against.
-    pub(crate) fn admit(
-        &self,
-        session: &Arc<Session>,
-        username: Option<&str>,
-    ) -> Option<Arc<ClientRules>> {
-        let state = self.acl.as_ref()?;
+    /// Compiles the rules of a client that connected (without an ACL file: nothing to do);
+    /// they become the rules its session's deliveries are checked against.
+    pub(crate) fn admit(&self, session: &Arc<Session>, username: Option<&str>) {
+        let Some(state) = &self.acl else { return };
         let client_id = &session.client_id;
         let rules = Arc::new(state.acl.for_client(client_id.as_str(), username));
         state
             .clients
-            .insert(client_id.clone(), (Arc::downgrade(session), rules.clone()));
-        Some(rules)
+            .insert(client_id.clone(), (Arc::downgrade(session), rules));
+    }
+
+    /// The rules of the client connected to `session`, for what it publishes and subscribes
+    /// to: `None` without an ACL file (nothing to check); rules that allow nothing if none
+    /// were admitted for this session. Kept here rather than in the connection, so that an
+    /// idle connection's record stays as small as it was.
+    pub(crate) fn rules(&self, session: &Arc<Session>) -> Option<Arc<ClientRules>> {
+        let state = self.acl.as_ref()?;
+        Some(match state.clients.get(&session.client_id) {
+            Some(e) if same(&e.0, session) => e.1.clone(),
+            _ => Arc::new(ClientRules::default()),
+        })
     }
 
     /// `session` ended: its client's rules are not needed any more.
@@ -397,6 +404,35 @@ mod tests {
         std::fs::write(&path, "garbage\n").unwrap();
         assert!(a.reload_passwords().is_err());
         assert_eq!(a.authenticate(Some("bob"), Some(b"b")).await, Ok(()));
+    }
+
+    #[test]
+    fn rules_belong_to_the_session_admitted() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("acl");
+        std::fs::write(&path, "user u\ntopic read t/#\n").unwrap();
+        let cfg = AuthSection {
+            acl_file: Some(path),
+            ..AuthSection::default()
+        };
+        let (a, _) = Auth::from_config(&cfg, &listeners(&["127.0.0.1:1"])).unwrap();
+        let old = Arc::new(Session::new(ClientId::new("c")));
+        let new = Arc::new(Session::new(ClientId::new("c")));
+        a.admit(&old, Some("u"));
+        let check = a.delivery_check().unwrap();
+        assert!(check.may_read(&old, "t/x"));
+        assert!(!check.may_read(&old, "x"));
+        // Another session of the same client id has no rules: denied.
+        assert!(!check.may_read(&new, "t/x"));
+        assert!(!a.rules(&new).unwrap().allows("t/x", Want::Read));
+        // Its end does not remove the rules of the session admitted.
+        a.forget(&new);
+        assert!(check.may_read(&old, "t/x"));
+        a.forget(&old);
+        assert!(!check.may_read(&old, "t/x"));
+        // Without an ACL, nothing to check.
+        assert!(Auth::open().rules(&old).is_none());
+        assert!(Auth::open().delivery_check().is_none());
     }
 
     #[test]

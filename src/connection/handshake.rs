@@ -14,7 +14,6 @@ use tokio::time::Instant;
 
 use super::negotiated::{Negotiated, TopicAliases};
 use super::{Conn, ConnError, Io, READ_MIN, connect, hibernate_after, write_with_deadline};
-use crate::auth::ClientRules;
 use crate::broker::Broker;
 use crate::transport::Transport;
 
@@ -84,9 +83,9 @@ pub(super) async fn handshake<S: Transport>(
         connect::attach(&broker, &accepted.client_id, clean_start, conn_id).await;
     session.with_state(|st| st.expiry_interval = accepted.session_expiry);
     // After attach, which may end an old session of the same client (and forget its rules).
-    let acl = broker.auth.admit(&session, connect.username.as_deref());
+    broker.auth.admit(&session, connect.username.as_deref());
 
-    let neg = negotiate(&broker, *connect, &accepted, acl);
+    let neg = negotiate(&broker, *connect, &accepted);
     let io = Io {
         reader,
         writer,
@@ -125,12 +124,7 @@ pub(super) async fn handshake<S: Transport>(
 }
 
 /// What the CONNECT and the broker's limits agree on.
-fn negotiate(
-    broker: &Broker,
-    connect: Connect,
-    accepted: &connect::Accepted,
-    acl: Option<Arc<ClientRules>>,
-) -> Negotiated {
+fn negotiate(broker: &Broker, connect: Connect, accepted: &connect::Accepted) -> Negotiated {
     let props = &connect.properties;
     Negotiated {
         protocol: connect.protocol,
@@ -144,7 +138,6 @@ fn negotiate(
         connect_session_expiry: accepted.session_expiry,
         will: connect.will.map(Box::new),
         topic_aliases: TopicAliases::default(),
-        acl,
     }
 }
 

@@ -109,7 +109,7 @@ where
             }
             self.carried.awaiting_rel.insert(id);
         }
-        if let Some(rules) = &self.neg.acl
+        if let Some(rules) = self.broker.auth.rules(&self.session)
             && !rules.allows(p.topic_str(), Want::Write)
         {
             self.publish_denied(&p);
@@ -254,7 +254,7 @@ where
                 "[MQTT-3.8.3-4] No Local set on a shared subscription",
             ));
         }
-        let acl = self.neg.acl.clone();
+        let acl = self.broker.auth.rules(&self.session);
         if let Some(rules) = &acl
             && !rules.allows_subscribe(shared.map_or(filter, |(_, real)| real))
         {

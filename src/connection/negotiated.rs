@@ -6,13 +6,10 @@
 //! Maximum Packet Size a u32), and the will and the topic aliases are boxed only when
 //! present: every idle connection carries this record.
 
-use std::sync::Arc;
-
 use bytes::Bytes;
 use dynamq_codec::{LastWill, Protocol, ReasonCode};
 
 use super::ConnError;
-use crate::auth::ClientRules;
 
 #[derive(Debug)]
 pub(super) struct Negotiated {
@@ -31,9 +28,6 @@ pub(super) struct Negotiated {
     /// The will, until it is published or discarded.
     pub(super) will: Option<Box<LastWill>>,
     pub(super) topic_aliases: TopicAliases,
-    /// The client's ACL rules, compiled at CONNECT; `None` without an ACL file (nothing to
-    /// check).
-    pub(super) acl: Option<Arc<ClientRules>>,
 }
 
 /// Inbound topic aliases (v5): alias `n` is slot `n - 1` [MQTT-3.3.2-12]. Boxed, and only

@@ -24,7 +24,7 @@ where
     pub(super) async fn publish_will(&self, will: LastWill, session_expiry: u32) {
         // The will is a publish of its client's: the ACL's write access is checked when it
         // is published, as Mosquitto does.
-        if let Some(rules) = &self.neg.acl
+        if let Some(rules) = self.broker.auth.rules(&self.session)
             && !rules.allows(&will.topic, Want::Write)
         {
             self.broker.metrics.inc_acl_denied_wills();
