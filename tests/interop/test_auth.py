@@ -313,3 +313,20 @@ def test_anonymous_rules(secured, protocol):
         assert anon.get().topic == "public/news"
         assert code(anon.publish("public/news", b"x", 1)) == (0x87 if protocol == V5 else 0)
         anon.expect_nothing(0.3)
+
+
+@pytest.mark.parametrize("version", [pytest.param(rawmqtt.V311, id="v311"), pytest.param(rawmqtt.V5, id="v5")])
+def test_will_needs_write_access(secured, version):
+    """A will message is published when the connection is lost [MQTT-3.1.2-8] only if its
+    client may write its topic, checked when it is published (as Mosquitto does)."""
+    with user(secured, "bob") as bob:
+        bob.subscribe("a/#", 1)
+        for topic in ("a/secret", "a/open"):
+            c = rawmqtt.RawClient(secured.port, version=version)
+            ack = c.handshake(unique_id("will"), username="alice", password=b"alice-pw",
+                              will=(topic, b"gone", 1, False))
+            assert ack.reason == 0
+            c.sock.close()  # no DISCONNECT: the will is due
+        m = bob.get()
+        assert (m.topic, m.payload) == ("a/open", b"gone")
+        bob.expect_nothing(0.3)
