@@ -10,6 +10,7 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::auth::Auth;
 use crate::config::Config;
 use crate::connection::Parker;
 use crate::message::{ClientId, Delivery, Message};
@@ -25,6 +26,8 @@ pub struct Broker {
     pub(crate) registry: Registry,
     pub metrics: Metrics,
     pub persistence: Persistence,
+    /// Password file, anonymous clients, ACL.
+    pub auth: Auth,
     /// Cancelled when the broker shuts down.
     pub(crate) shutdown: CancellationToken,
     /// Connection and timer tasks, awaited on shutdown.
@@ -48,13 +51,19 @@ pub(crate) struct RouteOutcome {
 }
 
 impl Broker {
+    /// A broker that lets every client connect and do anything (`Auth::open`).
     pub fn new(config: Config, persistence: Persistence) -> Arc<Broker> {
+        Broker::with_auth(config, persistence, Auth::open())
+    }
+
+    pub fn with_auth(config: Config, persistence: Persistence, auth: Auth) -> Arc<Broker> {
         Arc::new(Broker {
             config,
             router: Router::new(),
             registry: Registry::default(),
             metrics: Metrics::default(),
             persistence,
+            auth,
             shutdown: CancellationToken::new(),
             tasks: TaskTracker::new(),
             parker: Parker::default(),
@@ -134,18 +143,35 @@ impl Broker {
             self.router.retained.set(&msg);
         }
         let mut out = RouteOutcome::default();
-        self.router
-            .route(&msg, |session, d| match self.deliver(session, d) {
-                EnqueueResult::Queued { .. } | EnqueueResult::QueuedInPlaceOfQos0 { .. } => {
-                    out.queued += 1
-                }
-                EnqueueResult::QueuedOverBound { .. } => {
-                    out.queued += 1;
-                    out.congested.push(session.clone());
-                }
-                EnqueueResult::QueueFull { .. } => out.dropped += 1,
-                EnqueueResult::Offline => {}
-            });
+        let mut tally = |session: &Arc<Session>, result| match result {
+            EnqueueResult::Queued { .. } | EnqueueResult::QueuedInPlaceOfQos0 { .. } => {
+                out.queued += 1
+            }
+            EnqueueResult::QueuedOverBound { .. } => {
+                out.queued += 1;
+                out.congested.push(session.clone());
+            }
+            EnqueueResult::QueueFull { .. } => out.dropped += 1,
+            EnqueueResult::Offline => {}
+        };
+        match self.auth.delivery_check() {
+            // No ACL: nothing is checked per delivery.
+            None => self
+                .router
+                .route(&msg, |session, d| tally(session, self.deliver(session, d))),
+            // The subscriber must be allowed to read the topic, whatever filter matched it
+            // (Mosquitto checks read access per message at delivery).
+            Some(check) => {
+                let topic = msg.topic_str();
+                self.router.route(&msg, |session, d| {
+                    if check.may_read(session, topic) {
+                        tally(session, self.deliver(session, d));
+                    } else {
+                        self.metrics.inc_acl_denied_deliveries();
+                    }
+                });
+            }
+        }
         out
     }
 
@@ -153,6 +179,7 @@ impl Broker {
     /// (and the store), and publishes a will that was waiting for its delay.
     pub(crate) async fn end_session(&self, session: &Arc<Session>) {
         let (subs, will) = session.end(&self.registry);
+        self.auth.forget(session);
         for filter in subs.keys() {
             self.router.unsubscribe(session, filter);
         }

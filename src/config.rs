@@ -26,6 +26,21 @@ pub struct Config {
     pub hooks: Vec<HookEntry>,
     /// Certificate and key for the `tls` and `wss` listeners.
     pub tls: TlsFiles,
+    /// Who may connect and what they may do.
+    pub auth: AuthSection,
+}
+
+/// Authentication and authorization, in Mosquitto's file formats.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthSection {
+    /// Mosquitto password file (`user:$7$...` or `$6$`); unset: user names are not checked.
+    pub password_file: Option<PathBuf>,
+    /// Mosquitto ACL file; unset: every client may publish and subscribe to every topic.
+    pub acl_file: Option<PathBuf>,
+    /// Whether clients without a user name may connect. Unset: only while every listener
+    /// is on a loopback address.
+    pub allow_anonymous: Option<bool>,
 }
 
 /// PEM files for TLS listeners.
@@ -170,6 +185,7 @@ impl Default for Config {
             store: StoreSection::default(),
             hooks: Vec::new(),
             tls: TlsFiles::default(),
+            auth: AuthSection::default(),
         }
     }
 }

@@ -16,7 +16,10 @@
 //! - `server`: listeners up, shutdown down.
 //! - `http`: the metrics endpoint.
 //! - `config`: the TOML configuration.
+//! - `auth`: who may connect (a Mosquitto password file) and what they may publish and
+//!   read (a Mosquitto ACL file).
 
+pub mod auth;
 pub mod broker;
 pub mod config;
 pub(crate) mod connection;

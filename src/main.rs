@@ -18,6 +18,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};
+use dynamq::auth::Auth;
 use dynamq::broker::Broker;
 use dynamq::config::{Config, StoreKind};
 use dynamq::persistence::setup;
@@ -39,10 +40,26 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the broker.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Create or check the six DynamoDB tables.
     #[command(subcommand)]
     Tables(TablesCommand),
+    /// Add a user to a password file, or change its password (Mosquitto's format, $7$).
+    Passwd(PasswdArgs),
+}
+
+#[derive(Args)]
+struct PasswdArgs {
+    /// Batch mode: the password is the argument after USER (it shows in the process list
+    /// and the shell history; without -b it is read from the terminal, or from stdin).
+    #[arg(short = 'b')]
+    batch: bool,
+    /// The password file; created (readable by its owner only) if it does not exist.
+    file: PathBuf,
+    /// The user name.
+    user: String,
+    /// The password, with -b.
+    password: Option<String>,
 }
 
 #[derive(Subcommand)]
@@ -130,6 +147,16 @@ struct ServeArgs {
     /// The tutorial's backend.dynamo.* file (DynamoDB settings and hooks), accepted as is.
     #[arg(long, value_name = "FILE")]
     backend_conf: Option<PathBuf>,
+    /// Mosquitto password file: clients giving a user name must give its password.
+    #[arg(long, value_name = "FILE")]
+    password_file: Option<PathBuf>,
+    /// Mosquitto ACL file: what each client may publish and receive.
+    #[arg(long, value_name = "FILE")]
+    acl_file: Option<PathBuf>,
+    /// Whether clients without a user name may connect (default: only while every listener
+    /// is on loopback).
+    #[arg(long, value_name = "BOOL")]
+    allow_anonymous: Option<bool>,
 }
 
 /// `--tcp`/`--ws` values: addresses, or `none` for no listener.
@@ -198,6 +225,15 @@ fn load_config(args: &ServeArgs) -> Result<(Config, Vec<Binding>)> {
     if let Some(m) = args.max_packet_size {
         config.mqtt.max_packet_size = m;
     }
+    if let Some(f) = &args.password_file {
+        config.auth.password_file = Some(f.clone());
+    }
+    if let Some(f) = &args.acl_file {
+        config.auth.acl_file = Some(f.clone());
+    }
+    if let Some(a) = args.allow_anonymous {
+        config.auth.allow_anonymous = Some(a);
+    }
     let mut bindings = setup::bindings_from_config(&config.hooks)?;
     if let Some(file) = &args.backend_conf {
         let from_file = setup::apply_backend_conf(&mut config, file)?;
@@ -245,9 +281,11 @@ async fn serve(args: ServeArgs) -> Result<()> {
             .collect();
         tracing::info!(hooks = %names.join(","), "store hooks active");
     }
-    let broker = Broker::new(config, persistence);
+    let (auth, why) = Auth::from_config(&config.auth, &config.listeners)?;
+    log_auth(&auth, &config, &why);
+    let broker = Broker::with_auth(config, persistence, auth);
     server::start(&broker).await?;
-    wait_for_signal().await;
+    wait_for_signal(&broker).await;
     tracing::info!("shutting down");
     server::shutdown(&broker, Duration::from_secs(5)).await;
     tracing::info!("stopped");
@@ -317,26 +355,156 @@ async fn tables(cmd: TablesCommand) -> Result<()> {
     }
 }
 
-async fn wait_for_signal() {
+/// The start-up lines about authentication: the files, and whether anonymous clients may
+/// connect, and why.
+fn log_auth(auth: &Auth, config: &Config, why: &str) {
+    let show = |p: &Option<PathBuf>| {
+        p.as_ref()
+            .map_or("none".into(), |p| p.display().to_string())
+    };
+    tracing::info!(
+        password_file = %show(&config.auth.password_file),
+        users = auth.user_count().unwrap_or(0),
+        acl_file = %show(&config.auth.acl_file),
+        "authentication"
+    );
+    if auth.allows_anonymous() {
+        tracing::info!("anonymous clients allowed: {why}");
+    } else {
+        tracing::info!("anonymous clients refused: {why}");
+    }
+    if auth.acl_users_unverified() {
+        tracing::warn!(
+            "the ACL file has user sections but no password file verifies user names: any client can give any user name"
+        );
+    }
+}
+
+/// Waits for SIGTERM or Ctrl-C; SIGHUP meanwhile reads the password file again.
+async fn wait_for_signal(broker: &Broker) {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = term.recv() => {}
-                }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
+        let (Ok(mut term), Ok(mut hup)) = (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::hangup()),
+        ) else {
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        };
+        loop {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => return,
+                _ = term.recv() => return,
+                _ = hup.recv() => match broker.auth.reload_passwords() {
+                    Ok(Some(users)) => tracing::info!(users, "password file reloaded"),
+                    Ok(None) => tracing::info!("SIGHUP: no password file to reload"),
+                    Err(e) => tracing::error!("password file not reloaded, the users loaded before stay: {e}"),
+                },
             }
         }
     }
     #[cfg(not(unix))]
     {
+        let _ = broker;
         let _ = tokio::signal::ctrl_c().await;
     }
+}
+
+/// `dynamq passwd [-b] FILE USER [PASSWORD]`: sets USER's password in FILE, keeping every
+/// other line, as `mosquitto_passwd [-b] FILE USER [PASSWORD]` does.
+fn passwd(args: PasswdArgs) -> Result<()> {
+    use dynamq::auth::password::{self, Hash};
+    if !password::valid_user_name(&args.user) {
+        bail!(
+            "invalid user name {:?}: it must not be empty or contain ':' or control characters",
+            args.user
+        );
+    }
+    let pw = match (args.batch, args.password) {
+        (true, Some(p)) => p,
+        (true, None) => bail!("-b needs the password after the user name"),
+        (false, Some(_)) => bail!("a password on the command line needs -b"),
+        (false, None) => read_password()?,
+    };
+    if pw.is_empty() {
+        bail!("empty password");
+    }
+    let text = match std::fs::read_to_string(&args.file) {
+        Ok(t) => Some(t),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => return Err(e).with_context(|| format!("cannot read {}", args.file.display())),
+    };
+    if let Some(t) = &text {
+        // Only a file we can read back is rewritten.
+        password::PasswordFile::parse(t).map_err(|(line, msg)| {
+            anyhow::anyhow!("{}, line {line}: {msg}; not changed", args.file.display())
+        })?;
+    }
+    let out = password::set_user(
+        text.as_deref().unwrap_or(""),
+        &args.user,
+        &Hash::new_pbkdf2(pw.as_bytes()),
+    );
+    write_private(&args.file, &out)
+}
+
+/// The password from the terminal (asked twice, not echoed), or the first line of stdin.
+fn read_password() -> Result<String> {
+    use std::io::IsTerminal;
+    if std::io::stdin().is_terminal() {
+        let first = rpassword::prompt_password("Password: ").context("cannot read the password")?;
+        let again =
+            rpassword::prompt_password("Reenter password: ").context("cannot read the password")?;
+        if first != again {
+            bail!("passwords do not match");
+        }
+        return Ok(first);
+    }
+    let mut line = String::new();
+    std::io::stdin()
+        .read_line(&mut line)
+        .context("cannot read the password from stdin")?;
+    Ok(line.trim_end_matches(['\n', '\r']).to_string())
+}
+
+/// Writes `text` to `path` through a temporary file renamed over it, so that a broker
+/// reading it meanwhile sees the old file or the new one; a new file is readable by its
+/// owner only, an existing one keeps its permissions.
+fn write_private(path: &std::path::Path, text: &str) -> Result<()> {
+    use std::io::Write;
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(std::path::Path::new("."));
+    let name = path
+        .file_name()
+        .context("the password file needs a file name")?;
+    let tmp = dir.join(format!(
+        ".{}.tmp{}",
+        name.to_string_lossy(),
+        std::process::id()
+    ));
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    let result = (|| -> std::io::Result<()> {
+        let mut f = opts.open(&tmp)?;
+        f.write_all(text.as_bytes())?;
+        if let Ok(meta) = std::fs::metadata(path) {
+            f.set_permissions(meta.permissions())?;
+        }
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result.with_context(|| format!("cannot write {}", path.display()))
 }
 
 /// Errors are printed as one line with their causes (`error: a: b: c`), exit code 1.
@@ -354,7 +522,8 @@ fn run() -> Result<()> {
         .build()
         .context("cannot start the tokio runtime")?;
     match cli.command {
-        Command::Serve(args) => runtime.block_on(serve(args)),
+        Command::Serve(args) => runtime.block_on(serve(*args)),
         Command::Tables(cmd) => runtime.block_on(tables(cmd)),
+        Command::Passwd(args) => passwd(args),
     }
 }

@@ -37,4 +37,10 @@ counters! {
     flow_control_timeouts, inc_flow_control_timeouts, "Flow-control pauses that ran out (flow_control_ms) with the subscriber taking nothing from its queue: it was marked stalled.";
     slow_consumer_disconnects, inc_slow_consumer_disconnects, "Subscribers disconnected because their full queue saw no progress for slow_consumer_timeout_ms.";
     hibernations, inc_hibernations, "Times an idle connection hibernated (gave up its task until woken).";
+    auth_failures, inc_auth_failures, "CONNECTs refused for a wrong or unknown user name or password.";
+    auth_anonymous_refused, inc_auth_anonymous_refused, "CONNECTs without a user name refused (anonymous clients not allowed).";
+    acl_denied_publish, inc_acl_denied_publish, "PUBLISHes the ACL did not let their client write (dropped; v5: reason 0x87).";
+    acl_denied_subscribe, inc_acl_denied_subscribe, "Subscriptions the ACL refused (SUBACK 0x80 / v5 0x87).";
+    acl_denied_deliveries, inc_acl_denied_deliveries, "Messages not delivered to a subscriber the ACL does not let read their topic.";
+    acl_denied_wills, inc_acl_denied_wills, "Will messages not published: the ACL does not let their client write the topic.";
 }

@@ -86,6 +86,39 @@ pub fn matches(filter: &str, topic: &str) -> bool {
     }
 }
 
+/// True if every topic name that `inner` matches is also matched by `outer` (both valid,
+/// non-shared topic filters): `a/#` covers `a/+` and `a`, `a/+` does not cover `a/#`. An
+/// authorization rule given as a filter allows a subscription only if it covers it, so that
+/// a subscription cannot reach topics the rule does not name.
+///
+/// A topic starting with `$` is not matched by a filter starting with a wildcard
+/// [MQTT-4.7.2-1], so `#` does not cover `$SYS/#`.
+pub fn covers(outer: &str, inner: &str) -> bool {
+    let outer_wild_first = outer.starts_with(['+', '#']);
+    if outer_wild_first && inner.starts_with('$') {
+        return false;
+    }
+    let mut o = outer.split('/');
+    let mut i = inner.split('/');
+    loop {
+        match (o.next(), i.next()) {
+            // `#` covers whatever is left, including nothing (`a/#` matches `a`).
+            (Some("#"), _) => return true,
+            (None, None) => return true,
+            // `inner` ends: it matches the topic of exactly its levels, which `outer` only
+            // matches if what is left of it is a lone `#`.
+            (Some(_), None) => return false,
+            (None, Some(_)) => return false,
+            // Only `#` covers `#`, and only `+` or `#` cover `+`.
+            (Some(_), Some("#")) => return false,
+            (Some("+"), Some(_)) => {}
+            (Some(_), Some("+")) => return false,
+            (Some(a), Some(b)) if a == b => {}
+            _ => return false,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -178,5 +211,44 @@ mod tests {
         assert!(!matches("+/monitor/Clients", "$SYS/monitor/Clients"));
         assert!(matches("$SYS/#", "$SYS/monitor/Clients"));
         assert!(matches("$SYS/monitor/+", "$SYS/monitor/Clients"));
+    }
+
+    #[test]
+    fn covers_is_wildcard_aware() {
+        assert!(covers("a/#", "a/+"));
+        assert!(covers("a/#", "a"));
+        assert!(covers("a/#", "a/#"));
+        assert!(covers("a/#", "a/b/c"));
+        assert!(covers("a/+", "a/b"));
+        assert!(covers("a/+", "a/+"));
+        assert!(!covers("a/+", "a/#"));
+        assert!(!covers("a/+", "a/b/c"));
+        assert!(!covers("a/b", "a/+"));
+        assert!(!covers("a", "a/#"));
+        assert!(!covers("a/+/c", "a/+"));
+        assert!(covers("+/+", "a/b"));
+        assert!(covers("#", "a/+/#"));
+        assert!(!covers("#", "$SYS/#"));
+        assert!(!covers("+/x", "$SYS/x"));
+        assert!(covers("$SYS/#", "$SYS/+"));
+        assert!(!covers("a/+/#", "a"));
+        assert!(covers("a/+/#", "a/b"));
+        assert!(covers("c/x", "c/x"));
+        assert!(!covers("c/x", "c/y"));
+    }
+
+    /// `covers` agrees with `matches` on topic names: a filter covers a topic name exactly
+    /// when it matches it.
+    #[test]
+    fn covers_agrees_with_matches_on_names() {
+        for (f, t) in [
+            ("a/#", "a"),
+            ("a/+", "a/b"),
+            ("#", "$SYS/x"),
+            ("+", "/x"),
+            ("a/b", "a/b"),
+        ] {
+            assert_eq!(covers(f, t), matches(f, t), "{f} {t}");
+        }
     }
 }

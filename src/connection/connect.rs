@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use dynamq_codec::{ConnAck, ConnAckProperties, Connect, Protocol, ReasonCode};
 
+use crate::auth::Refusal;
 use crate::broker::Broker;
 use crate::message::ClientId;
 use crate::session::Session;
@@ -89,6 +90,62 @@ pub(super) fn validate(
         server_keep_alive,
         session_expiry,
     })
+}
+
+/// Checks the CONNECT's user name and password (`Auth::authenticate`). `Err` is the
+/// refusing CONNACK, sent after the delay that repeated failures from the peer's address
+/// have earned. Logged with the client id and user name, never the password.
+pub(super) async fn authenticate(
+    broker: &Broker,
+    c: &Connect,
+    client_id: &ClientId,
+    peer: &str,
+) -> Result<(), ConnAck> {
+    let user = c.username.as_deref();
+    let Err(why) = broker.auth.authenticate(user, c.password.as_deref()).await else {
+        return Ok(());
+    };
+    broker.metrics.inc_connects_refused();
+    let (reason, msg) = refusal_reason(why);
+    let delay = match why {
+        Refusal::BadCredentials => {
+            broker.metrics.inc_auth_failures();
+            broker.auth.failure_delay(peer)
+        }
+        Refusal::AnonymousNotAllowed => {
+            broker.metrics.inc_auth_anonymous_refused();
+            Duration::ZERO
+        }
+    };
+    tracing::warn!(
+        peer,
+        client = %client_id,
+        user = user.unwrap_or(""),
+        delay_ms = delay.as_millis() as u64,
+        "CONNECT refused ({:#04x}): {msg}",
+        reason.code()
+    );
+    if !delay.is_zero() {
+        tokio::select! {
+            _ = tokio::time::sleep(delay) => {}
+            _ = broker.shutdown.cancelled() => {}
+        }
+    }
+    Err(refusal(reason, msg, c.protocol))
+}
+
+/// The CONNACK reason for a refused authentication (the connection is then closed
+/// [MQTT-3.2.2-5]). As Mosquitto 2 answers, a wrong password and a refused anonymous client
+/// both get "not authorized" (v3.1.1 return code 5, v5 0x87); v3.1.1 defines its code 4 as
+/// a user name or password that is malformed.
+fn refusal_reason(r: Refusal) -> (ReasonCode, &'static str) {
+    match r {
+        Refusal::BadCredentials => (ReasonCode::NotAuthorized, "bad user name or password"),
+        Refusal::AnonymousNotAllowed => (
+            ReasonCode::NotAuthorized,
+            "anonymous clients are not allowed (no user name)",
+        ),
+    }
 }
 
 /// A client id for a client that sent none.

@@ -72,11 +72,18 @@ pub(super) async fn handshake<S: Transport>(
         }
     };
 
+    if let Err(ack) = connect::authenticate(&broker, &connect, &accepted.client_id, &peer).await {
+        last_words(&mut writer, ack, protocol).await;
+        return None;
+    }
+
     let conn_id = broker.next_conn_id();
     let clean_start = connect.clean_start;
     let (session, present) =
         connect::attach(&broker, &accepted.client_id, clean_start, conn_id).await;
     session.with_state(|st| st.expiry_interval = accepted.session_expiry);
+    // After attach, which may end an old session of the same client (and forget its rules).
+    broker.auth.admit(&session, connect.username.as_deref());
 
     let neg = negotiate(&broker, *connect, &accepted);
     let io = Io {

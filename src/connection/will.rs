@@ -10,6 +10,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_util::sync::CancellationToken;
 
 use super::Conn;
+use crate::auth::Want;
 use crate::message::Message;
 use crate::session::PendingWill;
 
@@ -21,6 +22,15 @@ where
     /// Publishes the will now, or after min(Will Delay Interval, `session_expiry`) seconds
     /// unless the client reconnects to the session first.
     pub(super) async fn publish_will(&self, will: LastWill, session_expiry: u32) {
+        // The will is a publish of its client's: the ACL's write access is checked when it
+        // is published, as Mosquitto does.
+        if let Some(rules) = self.broker.auth.rules(&self.session)
+            && !rules.allows(&will.topic, Want::Write)
+        {
+            self.broker.metrics.inc_acl_denied_wills();
+            tracing::info!(client = %self.client_id, topic = %will.topic, "will message denied by the ACL: not published");
+            return;
+        }
         let p = will.properties;
         let delay = p.will_delay_interval.unwrap_or(0).min(session_expiry);
         let msg = Arc::new(Message {

@@ -43,7 +43,8 @@ class Paho:
 
     def __init__(self, broker, client_id: str = "", *, protocol=V311, clean: bool = True,
                  keepalive: int = 30, will: tuple | None = None, session_expiry: int | None = None,
-                 transport: str = "tcp", connect: bool = True):
+                 transport: str = "tcp", connect: bool = True, username: str | None = None,
+                 password: str | None = None):
         self.protocol = protocol
         self.broker = broker
         kw = {}
@@ -52,6 +53,8 @@ class Paho:
         self.client = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2, client_id=client_id,
                                   protocol=protocol, transport=transport, **kw)
         self.client.enable_logger()
+        if username is not None:
+            self.client.username_pw_set(username, password)
         self._clean = clean
         self._keepalive = keepalive
         self._session_expiry = session_expiry
@@ -69,6 +72,9 @@ class Paho:
         c.on_message = lambda _c, _u, m: self.messages.put(
             Msg(m.topic, m.payload, m.qos, bool(m.retain), bool(m.dup), getattr(m, "properties", None)))
         c.on_subscribe = lambda _c, _u, mid, rcs, props: self._ack(mid).put(rcs)
+        # PUBACK / PUBREC reason codes by message id (v5; v3 has none: Success)
+        self.publish_reasons: dict[int, object] = {}
+        c.on_publish = lambda _c, _u, mid, rc, props: self.publish_reasons.__setitem__(mid, rc)
         c.on_unsubscribe = lambda _c, _u, mid, rcs, props: self._ack(mid).put(rcs)
         self.session_present = None
         self.reason_code = None
@@ -79,6 +85,15 @@ class Paho:
     def _ack(self, mid: int) -> queue.Queue:
         with self._lock:
             return self._acks.setdefault(mid, queue.Queue())
+
+    def try_connect(self):
+        """Connect and return the CONNACK reason code (a paho ReasonCode), refused or not."""
+        try:
+            self.connect()
+        except AssertionError:
+            if self.reason_code is None:
+                raise
+        return self.reason_code
 
     def connect(self):
         kw = {}
@@ -130,11 +145,16 @@ class Paho:
         except queue.Empty:
             raise AssertionError(f"no UNSUBACK for {topic!r}") from None
 
-    def publish(self, topic: str, payload: bytes | str, qos: int = 0, retain: bool = False) -> None:
-        """Publish and, for QoS > 0, wait until the flow completes (PUBACK / PUBCOMP)."""
+    def publish(self, topic: str, payload: bytes | str, qos: int = 0, retain: bool = False):
+        """Publish and, for QoS > 0, wait until the flow completes (PUBACK / PUBCOMP); returns
+        the reason code of the acknowledgement (v5; paho's Success for v3 and QoS 0)."""
         info = self.client.publish(topic, payload, qos, retain)
         info.wait_for_publish(WAIT)
         assert info.is_published(), f"publish to {topic!r} (QoS {qos}) not acknowledged within {WAIT}s"
+        deadline = time.monotonic() + WAIT
+        while info.mid not in self.publish_reasons and time.monotonic() < deadline:
+            time.sleep(0.01)
+        return self.publish_reasons.pop(info.mid, None)
 
     def get(self, timeout: float = WAIT) -> Msg:
         try:

@@ -19,7 +19,8 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-DYNAMQ = REPO / "target" / "release" / "dynamq"
+# DYNAMQ_BIN: the broker binary, when it is not built in target/ (e.g. CARGO_TARGET_DIR set).
+DYNAMQ = Path(os.environ.get("DYNAMQ_BIN") or REPO / "target" / "release" / "dynamq")
 BROKER = os.environ.get("DYNAMQ_TEST_BROKER", "dynamq")
 if BROKER not in ("dynamq", "mosquitto"):
     raise pytest.UsageError(f"DYNAMQ_TEST_BROKER must be dynamq or mosquitto, not {BROKER!r}")
@@ -70,7 +71,8 @@ class Broker:
 
     def __init__(self, data_dir: Path, *, max_keepalive: int | None = None,
                  max_packet_size: int | None = None, persistence: bool = False,
-                 extra_args: tuple[str, ...] = ()):
+                 extra_args: tuple[str, ...] = (), password_file: Path | None = None,
+                 acl_file: Path | None = None, allow_anonymous: bool | None = None):
         self.kind = BROKER
         self.data_dir = data_dir
         self.max_keepalive = max_keepalive
@@ -78,6 +80,10 @@ class Broker:
         self.persistence = persistence
         # dynamq only: more `serve` flags (e.g. --backend-conf FILE)
         self.extra_args = list(extra_args)
+        # Mosquitto's password_file, acl_file and allow_anonymous (dynamq: the same flags)
+        self.password_file = password_file
+        self.acl_file = acl_file
+        self.allow_anonymous = allow_anonymous
         self.port = free_port()
         self.ws_port = free_port()
         self.log_path = data_dir / "broker.stderr"
@@ -94,7 +100,7 @@ class Broker:
                 # without it, Mosquitto 2.0.11's websockets listener ignores the address and
                 # listens on every interface (IPv6 ::)
                 "socket_domain ipv4",
-                "allow_anonymous true",
+                f"allow_anonymous {'false' if self.allow_anonymous is False else 'true'}",
                 "log_dest stderr",
                 "log_type all",
                 f"persistence {'true' if self.persistence else 'false'}",
@@ -107,6 +113,10 @@ class Broker:
                 lines.append(f"max_keepalive {self.max_keepalive}")
             if self.max_packet_size is not None:
                 lines.append(f"max_packet_size {self.max_packet_size}")
+            if self.password_file is not None:
+                lines.append(f"password_file {self.password_file}")
+            if self.acl_file is not None:
+                lines.append(f"acl_file {self.acl_file}")
             conf.write_text("\n".join(lines) + "\n")
             return ["mosquitto", "-c", str(conf)]
         if not DYNAMQ.exists():
@@ -118,6 +128,12 @@ class Broker:
             cmd += ["--max-keepalive", str(self.max_keepalive)]
         if self.max_packet_size is not None:
             cmd += ["--max-packet-size", str(self.max_packet_size)]
+        if self.password_file is not None:
+            cmd += ["--password-file", str(self.password_file)]
+        if self.acl_file is not None:
+            cmd += ["--acl-file", str(self.acl_file)]
+        if self.allow_anonymous is not None:
+            cmd += ["--allow-anonymous", "true" if self.allow_anonymous else "false"]
         return cmd + self.extra_args
 
     def start(self) -> None:

@@ -82,11 +82,16 @@ def props(**kw) -> bytes:
 
 
 def connect(client_id: str, *, version: int = V311, clean: bool = True, keepalive: int = 60,
-            will: tuple[str, bytes, int, bool] | None = None, properties: bytes | None = None) -> bytes:
+            will: tuple[str, bytes, int, bool] | None = None, properties: bytes | None = None,
+            username: str | None = None, password: bytes | None = None) -> bytes:
     """CONNECT (3.1). `will` is (topic, payload, qos, retain)."""
     flags = 0x02 if clean else 0
     if will:
         flags |= 0x04 | (will[2] << 3) | (0x20 if will[3] else 0)
+    if username is not None:
+        flags |= 0x80
+    if password is not None:
+        flags |= 0x40
     body = mqtt_str("MQTT") + bytes([version, flags]) + struct.pack(">H", keepalive)
     if version == V5:
         body += properties if properties is not None else varint(0)
@@ -95,6 +100,10 @@ def connect(client_id: str, *, version: int = V311, clean: bool = True, keepaliv
         if version == V5:
             body += varint(0)  # will properties
         body += mqtt_str(will[0]) + mqtt_str(will[1])
+    if username is not None:
+        body += mqtt_str(username)
+    if password is not None:
+        body += mqtt_str(password)
     return packet(CONNECT, 0, body)
 
 

@@ -1,0 +1,446 @@
+//! Who may connect (authentication: a Mosquitto password file, anonymous clients allowed
+//! or not) and what a connected client may do (authorization: a Mosquitto ACL file).
+//!
+//! - `password`: the password file, its two hash formats, and writing it (`dynamq passwd`).
+//! - `acl`: the ACL file and the rules it gives one client (`ClientRules`), compiled once
+//!   at CONNECT so that a check is a walk over that client's few rules.
+//! - `throttle`: refusals of repeated failures from one address wait longer and longer.
+//!
+//! `Auth` holds what the broker needs at run time. Without an ACL file nothing is checked
+//! after CONNECT (every check starts with `Option::None`). With one, the connection checks
+//! its own rules for what its client publishes and subscribes to, and `Auth::may_read`
+//! checks the subscriber's rules for every message delivered (`Broker::publish`), because a
+//! wildcard subscription, or a `deny` rule inside an allowed one, can reach topics the
+//! subscriber may not read.
+
+pub mod acl;
+pub mod password;
+pub(crate) mod throttle;
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock, Weak};
+use std::time::{Duration, Instant};
+
+use dashmap::DashMap;
+use parking_lot::RwLock;
+
+use crate::config::{AuthSection, Listeners};
+use crate::message::ClientId;
+use crate::session::Session;
+pub use acl::{Acl, AclFileError, ClientRules, Want};
+pub use password::{PasswordFile, PasswordFileError};
+use throttle::Throttle;
+
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    #[error(transparent)]
+    Password(#[from] PasswordFileError),
+    #[error(transparent)]
+    Acl(#[from] AclFileError),
+}
+
+/// Why a CONNECT was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Refusal {
+    /// A user name the password file does not have, a wrong password, or no password.
+    BadCredentials,
+    /// No user name, and anonymous clients are not allowed.
+    AnonymousNotAllowed,
+}
+
+/// The broker's authentication and authorization state. One per broker.
+#[derive(Debug)]
+pub struct Auth {
+    /// `None`: no password file; user names are taken as given (for the ACL), unverified.
+    passwords: Option<RwLock<Arc<PasswordFile>>>,
+    /// Where the password file is, to read it again on SIGHUP.
+    password_file: Option<PathBuf>,
+    /// Whether a client without a user name may connect.
+    allow_anonymous: bool,
+    /// `None`: no ACL file, nothing is checked after CONNECT.
+    acl: Option<AclState>,
+    /// Delays for repeated failures by address.
+    throttle: Throttle,
+    /// Rate limit of the log lines for denied publishes and deliveries.
+    denial_log: DenialLog,
+}
+
+/// The ACL file and the rules of each client it was compiled for.
+#[derive(Debug)]
+struct AclState {
+    acl: Acl,
+    /// The rules of the client that owns each session, set at CONNECT, so that a delivery
+    /// to a session (online or away) is checked against the rules of its client. Removed
+    /// when the session ends. The session is kept (weakly) with them so that the end of an
+    /// old session cannot remove the rules of a new one with the same client id.
+    clients: DashMap<ClientId, (Weak<Session>, Arc<ClientRules>)>,
+}
+
+impl Auth {
+    /// No password file, no ACL, anonymous clients allowed: everything goes.
+    pub fn open() -> Auth {
+        Auth {
+            passwords: None,
+            password_file: None,
+            allow_anonymous: true,
+            acl: None,
+            throttle: Throttle::default(),
+            denial_log: DenialLog::default(),
+        }
+    }
+
+    /// Reads the files `[auth]` names and decides whether anonymous clients are allowed:
+    /// as configured, or else only while every listener is on a loopback address. Returns
+    /// the reason for that decision too, for the start-up log.
+    pub fn from_config(
+        cfg: &AuthSection,
+        listeners: &Listeners,
+    ) -> Result<(Auth, String), AuthError> {
+        let passwords = match &cfg.password_file {
+            Some(p) => Some(RwLock::new(Arc::new(PasswordFile::load(p)?))),
+            None => None,
+        };
+        let acl = match &cfg.acl_file {
+            Some(p) => Some(AclState {
+                acl: Acl::load(p)?,
+                clients: DashMap::new(),
+            }),
+            None => None,
+        };
+        let (allow_anonymous, why) = match cfg.allow_anonymous {
+            Some(true) => (true, "set by allow_anonymous".to_string()),
+            Some(false) => (false, "set by allow_anonymous".to_string()),
+            None => match non_loopback(listeners) {
+                None => (true, "every listener is on loopback".to_string()),
+                Some(addr) => (
+                    false,
+                    format!(
+                        "listener {addr} is not on loopback (--allow-anonymous true allows them)"
+                    ),
+                ),
+            },
+        };
+        let auth = Auth {
+            passwords,
+            password_file: cfg.password_file.clone(),
+            allow_anonymous,
+            acl,
+            throttle: Throttle::default(),
+            denial_log: DenialLog::default(),
+        };
+        Ok((auth, why))
+    }
+
+    pub fn allows_anonymous(&self) -> bool {
+        self.allow_anonymous
+    }
+
+    /// Users in the password file (`None` without one).
+    pub fn user_count(&self) -> Option<usize> {
+        self.passwords.as_ref().map(|p| p.read().len())
+    }
+
+    pub fn has_acl(&self) -> bool {
+        self.acl.is_some()
+    }
+
+    /// True if an ACL file has `user` sections while no password file verifies user names:
+    /// any client can then claim any user's rules (worth a warning at start).
+    pub fn acl_users_unverified(&self) -> bool {
+        self.passwords.is_none() && self.acl.as_ref().is_some_and(|a| a.acl.has_user_sections())
+    }
+
+    /// Reads the password file again (SIGHUP). On an error the users loaded before stay.
+    pub fn reload_passwords(&self) -> Result<Option<usize>, PasswordFileError> {
+        let (Some(path), Some(lock)) = (&self.password_file, &self.passwords) else {
+            return Ok(None);
+        };
+        let fresh = PasswordFile::load(path)?;
+        let n = fresh.len();
+        *lock.write() = Arc::new(fresh);
+        Ok(Some(n))
+    }
+
+    /// Checks a CONNECT's user name and password. A slow hash is verified on the blocking
+    /// pool; an unknown user costs the same hash as a known one, so that the time taken
+    /// does not tell which user names exist.
+    pub(crate) async fn authenticate(
+        &self,
+        username: Option<&str>,
+        password: Option<&[u8]>,
+    ) -> Result<(), Refusal> {
+        let Some(username) = username else {
+            return if self.allow_anonymous {
+                Ok(())
+            } else {
+                Err(Refusal::AnonymousNotAllowed)
+            };
+        };
+        let Some(lock) = &self.passwords else {
+            // No password file: a user name is an identity for the ACL, not a credential.
+            return Ok(());
+        };
+        let file = lock.read().clone();
+        let (hash, known) = match file.get(username) {
+            Some(h) => (h.clone(), true),
+            None => (dummy_hash().clone(), false),
+        };
+        let password = password.unwrap_or_default().to_vec();
+        let ok = if hash.is_costly() {
+            tokio::task::spawn_blocking(move || hash.verify(&password))
+                .await
+                .unwrap_or(false)
+        } else {
+            hash.verify(&password)
+        };
+        if ok && known {
+            Ok(())
+        } else {
+            Err(Refusal::BadCredentials)
+        }
+    }
+
+    /// How long to wait before refusing a failed authentication from `peer`.
+    pub(crate) fn failure_delay(&self, peer: &str) -> Duration {
+        match throttle::peer_ip(peer) {
+            Some(ip) => self.throttle.failed(ip),
+            None => Duration::ZERO,
+        }
+    }
+
+    /// Compiles the rules of a client that connected (without an ACL file: nothing to do);
+    /// they become the rules its session's deliveries are checked against.
+    pub(crate) fn admit(&self, session: &Arc<Session>, username: Option<&str>) {
+        let Some(state) = &self.acl else { return };
+        let client_id = &session.client_id;
+        let rules = Arc::new(state.acl.for_client(client_id.as_str(), username));
+        state
+            .clients
+            .insert(client_id.clone(), (Arc::downgrade(session), rules));
+    }
+
+    /// The rules of the client connected to `session`, for what it publishes and subscribes
+    /// to: `None` without an ACL file (nothing to check); rules that allow nothing if none
+    /// were admitted for this session. Kept here rather than in the connection, so that an
+    /// idle connection's record stays as small as it was.
+    pub(crate) fn rules(&self, session: &Arc<Session>) -> Option<Arc<ClientRules>> {
+        let state = self.acl.as_ref()?;
+        Some(match state.clients.get(&session.client_id) {
+            Some(e) if same(&e.0, session) => e.1.clone(),
+            _ => Arc::new(ClientRules::default()),
+        })
+    }
+
+    /// `session` ended: its client's rules are not needed any more.
+    pub(crate) fn forget(&self, session: &Arc<Session>) {
+        if let Some(state) = &self.acl {
+            state
+                .clients
+                .remove_if(&session.client_id, |_, (s, _)| same(s, session));
+        }
+    }
+
+    /// `Some(state)` if deliveries are checked (an ACL file is loaded).
+    pub(crate) fn delivery_check(&self) -> Option<DeliveryCheck<'_>> {
+        self.acl.as_ref().map(|state| DeliveryCheck { state })
+    }
+
+    /// Whether to log a denial now: at most one line a second, with the number of denials
+    /// not logged since the last line.
+    pub(crate) fn log_denial(&self) -> Option<u64> {
+        self.denial_log.admit()
+    }
+}
+
+/// Checks deliveries against the subscribers' rules, for one publish.
+pub(crate) struct DeliveryCheck<'a> {
+    state: &'a AclState,
+}
+
+impl DeliveryCheck<'_> {
+    /// May the client that owns `session` read `topic`? A session whose client has no
+    /// rules (none admitted to it since the start) may not.
+    pub(crate) fn may_read(&self, session: &Arc<Session>, topic: &str) -> bool {
+        self.state
+            .clients
+            .get(&session.client_id)
+            .is_some_and(|e| same(&e.0, session) && e.1.allows(topic, Want::Read))
+    }
+}
+
+fn same(weak: &Weak<Session>, session: &Arc<Session>) -> bool {
+    std::ptr::eq(weak.as_ptr(), Arc::as_ptr(session))
+}
+
+/// A `$7$` hash of nothing at the default cost, verified for an unknown user name so that
+/// it takes as long as a known one.
+fn dummy_hash() -> &'static password::Hash {
+    static DUMMY: OnceLock<password::Hash> = OnceLock::new();
+    DUMMY.get_or_init(|| password::Hash::new_pbkdf2(b""))
+}
+
+/// The first listener address that is not loopback, if any.
+fn non_loopback(l: &Listeners) -> Option<std::net::SocketAddr> {
+    [&l.tcp, &l.ws, &l.tls, &l.wss]
+        .into_iter()
+        .flatten()
+        .find(|a| !is_loopback(a.ip()))
+        .copied()
+}
+
+fn is_loopback(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => v4.is_loopback(),
+        IpAddr::V6(v6) => {
+            v6.is_loopback() || v6.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback())
+        }
+    }
+}
+
+/// At most one log line a second for denials, counting the ones not logged.
+#[derive(Debug)]
+struct DenialLog {
+    start: Instant,
+    /// Second (since `start`) of the last line logged, plus one; 0: never.
+    last: AtomicU64,
+    suppressed: AtomicU64,
+}
+
+impl Default for DenialLog {
+    fn default() -> Self {
+        DenialLog {
+            start: Instant::now(),
+            last: AtomicU64::new(0),
+            suppressed: AtomicU64::new(0),
+        }
+    }
+}
+
+impl DenialLog {
+    fn admit(&self) -> Option<u64> {
+        let now = self.start.elapsed().as_secs() + 1;
+        let last = self.last.load(Ordering::Relaxed);
+        if last != now
+            && self
+                .last
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            Some(self.suppressed.swap(0, Ordering::Relaxed))
+        } else {
+            self.suppressed.fetch_add(1, Ordering::Relaxed);
+            None
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::SocketAddr;
+
+    fn listeners(addrs: &[&str]) -> Listeners {
+        Listeners {
+            tcp: addrs
+                .iter()
+                .map(|a| a.parse::<SocketAddr>().unwrap())
+                .collect(),
+            ws: Vec::new(),
+            ..Listeners::default()
+        }
+    }
+
+    #[test]
+    fn anonymous_default_follows_the_listeners() {
+        let none = AuthSection::default();
+        let (a, why) =
+            Auth::from_config(&none, &listeners(&["127.0.0.1:1883", "[::1]:1"])).unwrap();
+        assert!(a.allows_anonymous(), "{why}");
+        let (a, why) =
+            Auth::from_config(&none, &listeners(&["127.0.0.1:1", "0.0.0.0:1883"])).unwrap();
+        assert!(!a.allows_anonymous());
+        assert!(why.contains("0.0.0.0:1883"), "{why}");
+        let set = AuthSection {
+            allow_anonymous: Some(true),
+            ..AuthSection::default()
+        };
+        let (a, _) = Auth::from_config(&set, &listeners(&["0.0.0.0:1883"])).unwrap();
+        assert!(a.allows_anonymous());
+    }
+
+    #[tokio::test]
+    async fn authenticate_against_a_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("pw");
+        let h = password::Hash::new_pbkdf2(b"right");
+        std::fs::write(&path, format!("alice:{}\n", h.encode())).unwrap();
+        let cfg = AuthSection {
+            password_file: Some(path.clone()),
+            allow_anonymous: Some(false),
+            ..AuthSection::default()
+        };
+        let (a, _) = Auth::from_config(&cfg, &listeners(&["127.0.0.1:1"])).unwrap();
+        assert_eq!(a.authenticate(Some("alice"), Some(b"right")).await, Ok(()));
+        let bad = Err(Refusal::BadCredentials);
+        assert_eq!(a.authenticate(Some("alice"), Some(b"wrong")).await, bad);
+        assert_eq!(a.authenticate(Some("alice"), None).await, bad);
+        assert_eq!(a.authenticate(Some("bob"), Some(b"")).await, bad);
+        assert_eq!(
+            a.authenticate(None, None).await,
+            Err(Refusal::AnonymousNotAllowed)
+        );
+        // Reload: bob added, alice's password kept.
+        let hb = password::Hash::new_pbkdf2(b"b");
+        std::fs::write(
+            &path,
+            format!("alice:{}\nbob:{}\n", h.encode(), hb.encode()),
+        )
+        .unwrap();
+        assert_eq!(a.reload_passwords().unwrap(), Some(2));
+        assert_eq!(a.authenticate(Some("bob"), Some(b"b")).await, Ok(()));
+        // A broken file on reload keeps the users loaded.
+        std::fs::write(&path, "garbage\n").unwrap();
+        assert!(a.reload_passwords().is_err());
+        assert_eq!(a.authenticate(Some("bob"), Some(b"b")).await, Ok(()));
+    }
+
+    #[test]
+    fn rules_belong_to_the_session_admitted() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("acl");
+        std::fs::write(&path, "user u\ntopic read t/#\n").unwrap();
+        let cfg = AuthSection {
+            acl_file: Some(path),
+            ..AuthSection::default()
+        };
+        let (a, _) = Auth::from_config(&cfg, &listeners(&["127.0.0.1:1"])).unwrap();
+        let old = Arc::new(Session::new(ClientId::new("c")));
+        let new = Arc::new(Session::new(ClientId::new("c")));
+        a.admit(&old, Some("u"));
+        let check = a.delivery_check().unwrap();
+        assert!(check.may_read(&old, "t/x"));
+        assert!(!check.may_read(&old, "x"));
+        // Another session of the same client id has no rules: denied.
+        assert!(!check.may_read(&new, "t/x"));
+        assert!(!a.rules(&new).unwrap().allows("t/x", Want::Read));
+        // Its end does not remove the rules of the session admitted.
+        a.forget(&new);
+        assert!(check.may_read(&old, "t/x"));
+        a.forget(&old);
+        assert!(!check.may_read(&old, "t/x"));
+        // Without an ACL, nothing to check.
+        assert!(Auth::open().rules(&old).is_none());
+        assert!(Auth::open().delivery_check().is_none());
+    }
+
+    #[test]
+    fn denial_log_is_rate_limited() {
+        let d = DenialLog::default();
+        assert_eq!(d.admit(), Some(0));
+        assert_eq!(d.admit(), None);
+        assert_eq!(d.admit(), None);
+        assert_eq!(d.suppressed.load(Ordering::Relaxed), 2);
+    }
+}
