@@ -193,8 +193,10 @@ impl Default for Config {
 impl Default for Listeners {
     fn default() -> Self {
         Listeners {
-            tcp: vec![SocketAddr::from(([0, 0, 0, 0], 1883))],
-            ws: vec![SocketAddr::from(([0, 0, 0, 0], 8083))],
+            // Loopback, as Mosquitto 2 without a config: serving the network is a choice
+            // made with its authentication (see `auth`).
+            tcp: vec![SocketAddr::from(([127, 0, 0, 1], 1883))],
+            ws: vec![SocketAddr::from(([127, 0, 0, 1], 8083))],
             ws_path: "/mqtt".into(),
             tls: Vec::new(),
             wss: Vec::new(),

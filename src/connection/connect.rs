@@ -135,12 +135,16 @@ pub(super) async fn authenticate(
 }
 
 /// The CONNACK reason for a refused authentication (the connection is then closed
-/// [MQTT-3.2.2-5]). As Mosquitto 2 answers, a wrong password and a refused anonymous client
-/// both get "not authorized" (v3.1.1 return code 5, v5 0x87); v3.1.1 defines its code 4 as
-/// a user name or password that is malformed.
+/// [MQTT-3.2.2-5]). Credentials that are not accepted get "bad user name or password"
+/// (v3.1.1 return code 4, v5 0x86), as EMQX answers and as a client can tell apart from a
+/// refusal of who it is; an anonymous client where none is allowed gets "not authorized"
+/// (5, 0x87). Mosquitto 2.0 answers 5 / 0x87 to both.
 fn refusal_reason(r: Refusal) -> (ReasonCode, &'static str) {
     match r {
-        Refusal::BadCredentials => (ReasonCode::NotAuthorized, "bad user name or password"),
+        Refusal::BadCredentials => (
+            ReasonCode::BadUserNameOrPassword,
+            "bad user name or password",
+        ),
         Refusal::AnonymousNotAllowed => (
             ReasonCode::NotAuthorized,
             "anonymous clients are not allowed (no user name)",

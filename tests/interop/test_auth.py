@@ -2,9 +2,11 @@
 ACL file), with real clients: mosquitto_passwd writes the password file, mosquitto_pub and
 mosquitto_sub and paho-mqtt (v3.1.1 and v5) connect, publish and subscribe.
 
-Refusals follow Mosquitto 2: a wrong password and a refused anonymous client both get CONNACK
-return code 5 "not authorized" (v5: 0x87). The tests without `dynamq_only` pass against
-Mosquitto 2.0.11 too (DYNAMQ_TEST_BROKER=mosquitto). Mosquitto 2.0.11 grants every SUBSCRIBE
+Refusals: credentials that are not accepted get CONNACK return code 4 "bad user name or
+password" (v5: 0x86), as EMQX answers; a refused anonymous client gets 5 "not authorized"
+(v5: 0x87). Mosquitto 2.0.11 answers 5 / 0x87 to both, so the tests of the first are
+dynamq_only. The tests without `dynamq_only` pass against Mosquitto 2.0.11 too
+(DYNAMQ_TEST_BROKER=mosquitto). Mosquitto 2.0.11 grants every SUBSCRIBE
 and filters at delivery; dynamq also refuses a subscription its ACL does not cover, so those
 tests are dynamq_only.
 """
@@ -22,6 +24,7 @@ from clients import V5, V311, Paho, unique_id
 from conftest import BROKER, DYNAMQ, free_port
 
 NOT_AUTHORIZED = {V311: 5, V5: 0x87}
+BAD_CREDENTIALS = 0x86  # paho reports v3.1.1's return code 4 as 0x86 too
 PROTOCOLS = [pytest.param(V311, id="v311"), pytest.param(V5, id="v5")]
 
 ACL = """\
@@ -82,7 +85,8 @@ def code(rc) -> int:
 
 def test_mosquitto_clients_with_password(start_broker, pwfile):
     """mosquitto_sub and mosquitto_pub with -u/-P: the right password connects and the message
-    goes through; a wrong one is refused ("not authorised", return code 5) [MQTT-3.2.2-5]."""
+    goes through; a wrong one is refused (return code 4 "bad user name or password"; Mosquitto
+    answers 5 "not authorised") [MQTT-3.2.2-5]."""
     b = start_broker(password_file=pwfile, allow_anonymous=False)
     topic = unique_id("auth/pub")
     sub = subprocess.Popen(["mosquitto_sub", "-h", "127.0.0.1", "-p", str(b.port), "-u", "bob",
@@ -96,7 +100,8 @@ def test_mosquitto_clients_with_password(start_broker, pwfile):
     assert out.strip() == "hello", err
     bad = subprocess.run(pub + ["-u", "alice", "-P", "wrong"], capture_output=True, text=True, timeout=10)
     assert bad.returncode != 0
-    assert "not authori" in (bad.stderr + bad.stdout).lower()
+    said = (bad.stderr + bad.stdout).lower()
+    assert ("not authori" if BROKER == "mosquitto" else "bad user name or password") in said, said
     anon = subprocess.run(pub, capture_output=True, text=True, timeout=10)
     assert anon.returncode != 0
 
@@ -111,28 +116,30 @@ def raw_connack(broker, version, *, refused=True, **kw):
     return ack, closed
 
 
+@pytest.mark.dynamq_only
 @pytest.mark.parametrize("version", [pytest.param(rawmqtt.V311, id="v311"), pytest.param(rawmqtt.V5, id="v5")])
 def test_bad_password_is_refused(start_broker, pwfile, version):
-    """A wrong password, an unknown user, or no password: CONNACK return code 5 "not
-    authorized" (v5: 0x87), as Mosquitto 2 answers, with Session Present 0 [MQTT-3.2.2-6]
-    (v5 [MQTT-3.2.2-6] too); then the server closes the connection [MQTT-3.2.2-5]."""
+    """A wrong password, an unknown user, or no password: CONNACK return code 4 "bad user
+    name or password" (v5: 0x86), with Session Present 0 [MQTT-3.2.2-6]; then the server
+    closes the connection [MQTT-3.2.2-5]."""
     b = start_broker(password_file=pwfile, allow_anonymous=False)
     for name, pw in (("alice", b"wrong"), ("nobody", b"alice-pw"), ("alice", None)):
         ack, closed = raw_connack(b, version, username=name, password=pw)
-        assert ack.reason == (5 if version == rawmqtt.V311 else 0x87), (name, pw)
+        assert ack.reason == (4 if version == rawmqtt.V311 else 0x86), (name, pw)
         assert not ack.session_present
         assert closed
     ack, _ = raw_connack(b, version, refused=False, username="alice", password=b"alice-pw")
     assert ack.reason == 0
 
 
+@pytest.mark.dynamq_only
 @pytest.mark.parametrize("protocol", PROTOCOLS)
-def test_paho_sees_not_authorized(start_broker, pwfile, protocol):
-    """paho-mqtt v3.1.1 and v5: a wrong password is refused as Not authorized (paho reports
-    v3's return code 5 as 0x87); the right one connects."""
+def test_paho_sees_bad_user_name_or_password(start_broker, pwfile, protocol):
+    """paho-mqtt v3.1.1 and v5: a wrong password is refused as Bad user name or password
+    (paho reports v3's return code 4 as 0x86); the right one connects."""
     b = start_broker(password_file=pwfile, allow_anonymous=False)
     c = Paho(b, unique_id("bad"), protocol=protocol, username="alice", password="wrong", connect=False)
-    assert code(c.try_connect()) == 0x87
+    assert code(c.try_connect()) == BAD_CREDENTIALS
     with user(b, "alice", protocol) as ok:
         assert code(ok.reason_code) == 0
 
@@ -174,7 +181,7 @@ def test_file_from_dynamq_passwd_is_accepted(start_broker, tmp_path):
         with user(b, name, V5) as c:
             assert code(c.reason_code) == 0
     c = Paho(b, unique_id("x"), username="carol", password="dave-pw", connect=False)
-    assert code(c.try_connect()) == 0x87
+    assert code(c.try_connect()) == BAD_CREDENTIALS
 
 
 def test_mosquitto_accepts_a_file_from_dynamq_passwd(tmp_path, start_broker):
@@ -217,7 +224,7 @@ def test_repeated_failures_are_slowed_down(start_broker, pwfile):
     for _ in range(3):
         c = Paho(b, unique_id("guess"), username="alice", password="guess", connect=False)
         t0 = time.monotonic()
-        assert code(c.try_connect()) == 0x87
+        assert code(c.try_connect()) == BAD_CREDENTIALS
         took.append(time.monotonic() - t0)
     assert took[1] >= 0.2 and took[2] >= 0.45, took
     with urllib.request.urlopen(f"http://127.0.0.1:{http}/metrics", timeout=5) as r:
