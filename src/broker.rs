@@ -80,8 +80,8 @@ impl Broker {
     /// on subscribe, comes through here. Applies the queue bound (`max_queued_messages`):
     /// a message that does not fit is dropped, counted (`dropped_queue_full`) and logged once
     /// per overflow episode of that session, but a QoS 1/2 one first takes the place of the
-    /// oldest queued QoS 0 message if there is one (`dropped_qos0_evicted`); a QoS 0 message for a client that is away is
-    /// not queued (`dropped_qos0_offline`). With flow control on (`flow_control_ms`), a QoS
+    /// oldest queued QoS 0 message if there is one (`dropped_qos0_evicted`); a QoS 0 message
+    /// for a client that is away is not queued (`dropped_qos0_offline`). With flow control on (`flow_control_ms`), a QoS
     /// 1/2 message for a connected client over its bound is queued all the same
     /// (`QueuedOverBound`): its publisher waits for the queue to drain. Wakes a hibernating
     /// owner.
@@ -89,39 +89,33 @@ impl Broker {
         let bound = self.queue_bound();
         let flow = self.config.mqtt.flow_control_ms > 0;
         let result = session.enqueue(d, bound, flow);
-        match result {
+        // What to wake, and whether this drop begins an overflow episode (logged once).
+        let (wake, dropped) = match result {
             EnqueueResult::Queued { wake_parked }
-            | EnqueueResult::QueuedOverBound { wake_parked } => {
-                if let Some(slot) = wake_parked {
-                    self.parker.wake(slot);
-                }
-            }
+            | EnqueueResult::QueuedOverBound { wake_parked } => (wake_parked, None),
             EnqueueResult::QueuedInPlaceOfQos0 { wake_parked, first } => {
-                if let Some(slot) = wake_parked {
-                    self.parker.wake(slot);
-                }
                 self.metrics.inc_dropped_qos0_evicted();
-                if first {
-                    tracing::warn!(
-                        client = %session.client_id,
-                        max_messages = bound.messages,
-                        max_bytes = bound.bytes,
-                        "session queue full: dropping its oldest QoS 0 messages to make room for QoS 1/2 ones until it drains"
-                    );
-                }
+                (wake_parked, Some(first))
             }
             EnqueueResult::QueueFull { first } => {
                 self.metrics.inc_dropped_queue_full();
-                if first {
-                    tracing::warn!(
-                        client = %session.client_id,
-                        max_messages = bound.messages,
-                        max_bytes = bound.bytes,
-                        "session queue full: dropping new messages until it drains"
-                    );
-                }
+                (None, Some(first))
             }
-            EnqueueResult::Offline => self.metrics.inc_dropped_qos0_offline(),
+            EnqueueResult::Offline => {
+                self.metrics.inc_dropped_qos0_offline();
+                (None, None)
+            }
+        };
+        if let Some(slot) = wake {
+            self.parker.wake(slot);
+        }
+        if dropped == Some(true) {
+            tracing::warn!(
+                client = %session.client_id,
+                max_messages = bound.messages,
+                max_bytes = bound.bytes,
+                "session queue full: dropping messages (queued QoS 0 ones first, to make room for QoS 1/2 ones) until it drains"
+            );
         }
         result
     }
