@@ -164,7 +164,9 @@ pub struct MqttLimits {
     pub receive_maximum: u16,
     /// Topic Alias Maximum announced to v5 clients; 0 disables topic aliases.
     pub topic_alias_maximum: u16,
-    /// Upper bound on a v5 client's Session Expiry Interval, seconds; 0 means no cap.
+    /// Upper bound on a v5 client's Session Expiry Interval, seconds; also the lifetime of a
+    /// v3.1.1 persistent session (CleanSession 0) once its client is away. 0 means no cap
+    /// (a v3.1.1 persistent session then never expires).
     pub max_session_expiry: u32,
     /// Seconds a new connection has to send CONNECT.
     pub connect_timeout: u64,

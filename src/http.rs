@@ -154,6 +154,11 @@ pub(crate) fn render(broker: &Broker) -> String {
                 "Stored messages not replayed twice to one subscription.",
                 s.duplicates_skipped,
             ),
+            (
+                "store_sessions_expired_total",
+                "Stored sessions found expired when their client came back (deleted).",
+                s.sessions_expired,
+            ),
         ];
         for (name, help, value) in counters {
             metric(&mut out, name, "counter", help, value);

@@ -80,7 +80,12 @@ pub(super) fn validate(
     } else if c.clean_start {
         0
     } else {
-        u32::MAX
+        // A v3.1.1 persistent session never expires, unless the operator caps it (as
+        // Mosquitto's persistent_client_expiration does).
+        match limits.max_session_expiry {
+            0 => u32::MAX,
+            max => max,
+        }
     };
 
     Ok(Accepted {

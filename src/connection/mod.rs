@@ -386,7 +386,7 @@ where
         let detached = self.session.release(conn_id);
         self.broker
             .persistence
-            .client_disconnected(&self.client_id)
+            .client_disconnected(&self.client_id, expiry)
             .await;
         match detached {
             // Still ours: the session ends now or when its expiry interval runs out.

@@ -106,10 +106,12 @@ impl Persistence {
         }
     }
 
-    /// client.disconnected
-    pub async fn client_disconnected(&self, client: &ClientId) {
+    /// client.disconnected, with the session's expiry interval in seconds (`u32::MAX`: it
+    /// never expires), so that a session left in the store expires after a restart too.
+    pub async fn client_disconnected(&self, client: &ClientId, session_expiry: u32) {
         let Some(a) = &self.actions else { return };
-        if let Err(e) = Box::pin(a.client_disconnected(client.as_str(), now_secs())).await {
+        let expiry = (session_expiry != u32::MAX).then_some(session_expiry);
+        if let Err(e) = Box::pin(a.client_disconnected(client.as_str(), now_secs(), expiry)).await {
             self.failed("client.disconnected", client.as_str(), &e);
         }
     }
@@ -127,7 +129,7 @@ impl Persistence {
         if in_memory || ended_here {
             return Vec::new();
         }
-        match Box::pin(a.session_created(client.as_str())).await {
+        match Box::pin(a.session_created(client.as_str(), now_secs())).await {
             Ok(subs) => subs
                 .into_iter()
                 .filter_map(|(filter, qos)| QoS::from_u8(qos).map(|q| (filter, q)))

@@ -46,11 +46,12 @@ impl Table {
 pub enum WriteOp {
     /// Put mqtt_client (on_client_connected).
     PutClient(ClientRecord),
-    /// Update mqtt_client: `connect_state` = 0, `offline_at` (on_client_disconnected). Other
-    /// attributes are left as they are.
+    /// Update mqtt_client: `connect_state` = 0, `offline_at` and `session_expires_at`
+    /// (on_client_disconnected; `None` removes it). Other attributes are left as they are.
     ClientOffline {
         clientid: String,
         offline_at: u64,
+        session_expires_at: Option<u64>,
     },
     PutSub(SubRecord),
     DeleteSub {

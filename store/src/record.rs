@@ -27,6 +27,10 @@ pub struct ClientRecord {
     pub connect_state: u8,
     pub online_at: u64,
     pub offline_at: u64,
+    /// When the client's session expires if it stays away, in Unix seconds (an extra
+    /// attribute of mqtt_client, `session_expires_at`, written at disconnect): `None` while
+    /// it is connected, or if its session never expires.
+    pub session_expires_at: Option<u64>,
 }
 
 /// mqtt_sub: one subscription of a client.

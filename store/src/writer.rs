@@ -271,9 +271,17 @@ impl Pending {
                     remove.insert(id);
                 }
             }
-            (Pending::Item(WriteOp::PutClient(rec)), WriteOp::ClientOffline { offline_at, .. }) => {
+            (
+                Pending::Item(WriteOp::PutClient(rec)),
+                WriteOp::ClientOffline {
+                    offline_at,
+                    session_expires_at,
+                    ..
+                },
+            ) => {
                 rec.connect_state = 0;
                 rec.offline_at = offline_at;
+                rec.session_expires_at = session_expires_at;
             }
             (this, op) => *this = Pending::new(op),
         }

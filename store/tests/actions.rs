@@ -72,7 +72,7 @@ async fn client_connect_disconnect(kind: Kind) {
         ),
         ("node-a", 1, 1000, 0)
     );
-    b.client_disconnected("c1", 1500)
+    b.client_disconnected("c1", 1500, None)
         .await
         .expect("disconnected");
     b.flush().await.expect("flush");
@@ -90,7 +90,9 @@ async fn client_connect_disconnect(kind: Kind) {
     b.client_connected("c2", "node-a", 10)
         .await
         .expect("connected");
-    b.client_disconnected("c2", 11).await.expect("disconnected");
+    b.client_disconnected("c2", 11, None)
+        .await
+        .expect("disconnected");
     b.flush().await.expect("flush");
     let rec = b.store().client("c2").await.expect("read").expect("exists");
     assert_eq!(
@@ -107,13 +109,13 @@ async fn subscriptions_restored(kind: Kind) {
     b.subscribed("c1", "x/#", 0, true).await.expect("sub");
     b.subscribed("c2", "other", 2, true).await.expect("sub");
     b.flush().await.expect("flush");
-    let mut subs = b.session_created("c1").await.expect("lookup");
+    let mut subs = b.session_created("c1", 0).await.expect("lookup");
     subs.sort();
     assert_eq!(subs, vec![("a/b".to_owned(), 1), ("x/#".to_owned(), 0)]);
     b.unsubscribed("c1", "a/b").await.expect("unsub");
     b.flush().await.expect("flush");
     assert_eq!(
-        b.session_created("c1").await.expect("lookup"),
+        b.session_created("c1", 0).await.expect("lookup"),
         vec![("x/#".to_owned(), 0)]
     );
     b.close().await.expect("close");
@@ -127,7 +129,12 @@ async fn subscriptions_restored(kind: Kind) {
         .await;
     b2.subscribed("c3", "y", 1, true).await.expect("sub");
     b2.flush().await.expect("flush");
-    assert!(b2.session_created("c1").await.expect("lookup").is_empty());
+    assert!(
+        b2.session_created("c1", 0)
+            .await
+            .expect("lookup")
+            .is_empty()
+    );
     assert!(
         b2.store()
             .subscriptions("c3")
@@ -288,7 +295,7 @@ async fn replay_only_what_arrived_while_offline(kind: Kind) {
 
     // "back" was connected and left; a message arrives while it is away.
     b.client_connected("back", "n", 1).await.expect("connected");
-    b.client_disconnected("back", 0)
+    b.client_disconnected("back", 0, None)
         .await
         .expect("disconnected");
     b.flush().await.expect("flush");
@@ -296,6 +303,7 @@ async fn replay_only_what_arrived_while_offline(kind: Kind) {
     b.write(WriteOp::ClientOffline {
         clientid: "back".into(),
         offline_at,
+        session_expires_at: None,
     })
     .await
     .expect("write");
@@ -345,7 +353,7 @@ async fn pubsub_cursor(kind: Kind) {
     );
     b.message_acked("a", "p/t", m1).await.expect("ack");
     b.message_acked("a", "p/t", m2).await.expect("ack");
-    b.client_disconnected("a", 1).await.expect("disc");
+    b.client_disconnected("a", 1, None).await.expect("disc");
     b.flush().await.expect("flush");
     // Messages stay for others; the cursor moved.
     assert_eq!(
@@ -488,7 +496,7 @@ async fn restart_keeps_state(kind: Kind) {
 
     let b = place.actions().await;
     assert_eq!(
-        b.session_created("c1").await.expect("lookup"),
+        b.session_created("c1", 0).await.expect("lookup"),
         vec![("st/#".to_owned(), 1)]
     );
     assert_eq!(retained_payloads(&b).await, ["retained"]);

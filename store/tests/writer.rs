@@ -231,12 +231,14 @@ async fn same_key_ops_coalesce_last_write_wins() {
         connect_state: 1,
         online_at: 5,
         offline_at: 0,
+        session_expires_at: None,
     }))
     .await
     .expect("submit");
     w.submit(WriteOp::ClientOffline {
         clientid: "c".into(),
         offline_at: 7,
+        session_expires_at: Some(67),
     })
     .await
     .expect("submit");
@@ -260,6 +262,7 @@ async fn same_key_ops_coalesce_last_write_wins() {
         connect_state: 0,
         online_at: 5,
         offline_at: 7,
+        session_expires_at: Some(67),
     })));
     assert_eq!(second.len(), 4);
     assert_eq!(w.stats().coalesced, 5);

@@ -37,6 +37,7 @@ struct Counters {
     duplicates_skipped: AtomicU64,
     dropped_full: AtomicU64,
     read_errors: AtomicU64,
+    sessions_expired: AtomicU64,
 }
 
 /// The actions and their state. Share it with `Arc<Actions>`.
@@ -238,21 +239,30 @@ impl Actions {
                 connect_state: 1,
                 online_at: now,
                 offline_at: 0,
+                session_expires_at: None,
             }))
             .await?;
         }
         Ok(())
     }
 
-    /// client.disconnected: on_client_disconnected sets connect_state 0 and offline_at. The
-    /// client's replay-dedup memory is dropped (a new connection may replay again).
-    pub async fn client_disconnected(&self, clientid: &str, now: u64) -> Result<(), ActionsError> {
+    /// client.disconnected: on_client_disconnected sets connect_state 0 and offline_at, and
+    /// `session_expires_at` = now + `session_expiry` seconds (`None`: the session never
+    /// expires). The client's replay-dedup memory is dropped (a new connection may replay
+    /// again).
+    pub async fn client_disconnected(
+        &self,
+        clientid: &str,
+        now: u64,
+        session_expiry: Option<u32>,
+    ) -> Result<(), ActionsError> {
         self.delivered.lock().remove(clientid);
         self.replay_since.lock().remove(clientid);
         if self.binds(Action::OnClientDisconnected) {
             self.submit(WriteOp::ClientOffline {
                 clientid: clientid.to_owned(),
                 offline_at: now,
+                session_expires_at: session_expiry.map(|s| now.saturating_add(u64::from(s))),
             })
             .await?;
         }
@@ -260,12 +270,36 @@ impl Actions {
     }
 
     /// session.created: with on_subscribe_lookup, the client's stored subscriptions
-    /// (filter, qos) for the broker to restore (empty otherwise).
-    pub async fn session_created(&self, clientid: &str) -> Result<Vec<(String, u8)>, ActionsError> {
+    /// (filter, qos) for the broker to restore (empty otherwise). A session that expired
+    /// while its client was away (mqtt_client's `session_expires_at` is past `now`, Unix
+    /// seconds) is deleted instead, with its subscriptions and their acked state
+    /// (`sessions_expired`), and nothing is restored [MQTT-3.1.2-23].
+    pub async fn session_created(
+        &self,
+        clientid: &str,
+        now: u64,
+    ) -> Result<Vec<(String, u8)>, ActionsError> {
         if !self.binds(Action::OnSubscribeLookup) {
             return Ok(Vec::new());
         }
         let subs = self.store.subscriptions(clientid).await?;
+        if subs.is_empty() {
+            return Ok(Vec::new());
+        }
+        let expired = match self.store.client(clientid).await? {
+            Some(c) => c.connect_state == 0 && c.session_expires_at.is_some_and(|at| at <= now),
+            None => false,
+        };
+        if expired {
+            self.counters
+                .sessions_expired
+                .fetch_add(1, Ordering::Relaxed);
+            tracing::debug!(clientid, "stored session expired while the client was away");
+            for s in &subs {
+                self.unsubscribed(clientid, &s.topic).await?;
+            }
+            return Ok(Vec::new());
+        }
         Ok(subs.into_iter().map(|s| (s.topic, s.qos)).collect())
     }
 
@@ -542,6 +576,7 @@ impl Actions {
             duplicates_skipped: c.duplicates_skipped.load(Ordering::Relaxed),
             dropped_full: c.dropped_full.load(Ordering::Relaxed),
             read_errors: c.read_errors.load(Ordering::Relaxed),
+            sessions_expired: c.sessions_expired.load(Ordering::Relaxed),
             stored_topics: self.stored.read().len() as u64,
         }
     }

@@ -102,6 +102,8 @@ pub struct ActionsStats {
     pub dropped_full: u64,
     /// Stored-message replays that failed on a store read (logged; SUBSCRIBE still served).
     pub read_errors: u64,
+    /// Stored sessions found expired when their client came back, and deleted.
+    pub sessions_expired: u64,
     /// Topics with stored messages in the index.
     pub stored_topics: u64,
 }

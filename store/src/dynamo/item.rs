@@ -43,13 +43,18 @@ pub(crate) fn key_names(table: Table) -> (&'static str, Option<&'static str>) {
 }
 
 pub(crate) fn client_item(r: &ClientRecord) -> Item {
-    HashMap::from([
+    let mut item = HashMap::from([
         ("clientid".to_owned(), s(&r.clientid)),
         ("node".to_owned(), s(&r.node)),
         ("connect_state".to_owned(), n(r.connect_state)),
         ("online_at".to_owned(), n(r.online_at)),
         ("offline_at".to_owned(), n(r.offline_at)),
-    ])
+    ]);
+    // An extra attribute, only when there is one: the tutorial's items stay as they are.
+    if let Some(at) = r.session_expires_at {
+        item.insert("session_expires_at".to_owned(), n(at));
+    }
+    item
 }
 
 pub(crate) fn sub_item(r: &SubRecord) -> Item {
@@ -238,6 +243,10 @@ pub(crate) fn client_from(item: &Item) -> Result<ClientRecord, StoreError> {
         connect_state: get_n(t, item, "connect_state")?,
         online_at: get_n(t, item, "online_at")?,
         offline_at: get_n(t, item, "offline_at")?,
+        session_expires_at: match item.get("session_expires_at") {
+            None => None,
+            Some(_) => Some(get_n(t, item, "session_expires_at")?),
+        },
     })
 }
 

@@ -189,13 +189,22 @@ async fn update(client: &DynamoClient, table: &str, op: &WriteOp) -> Result<(), 
         WriteOp::ClientOffline {
             clientid,
             offline_at,
-        } => call
-            .key("clientid", item::s(clientid))
-            .update_expression("SET #s = :s, #o = :o")
-            .expression_attribute_names("#s", "connect_state")
-            .expression_attribute_names("#o", "offline_at")
-            .expression_attribute_values(":s", item::n(0))
-            .expression_attribute_values(":o", item::n(offline_at)),
+            session_expires_at,
+        } => {
+            let call = call
+                .key("clientid", item::s(clientid))
+                .expression_attribute_names("#s", "connect_state")
+                .expression_attribute_names("#o", "offline_at")
+                .expression_attribute_names("#e", "session_expires_at")
+                .expression_attribute_values(":s", item::n(0))
+                .expression_attribute_values(":o", item::n(offline_at));
+            match session_expires_at {
+                Some(at) => call
+                    .update_expression("SET #s = :s, #o = :o, #e = :e")
+                    .expression_attribute_values(":e", item::n(at)),
+                None => call.update_expression("SET #s = :s, #o = :o REMOVE #e"),
+            }
+        }
         WriteOp::MapAdd { topic, msgids } | WriteOp::MapRemove { topic, msgids } => {
             if msgids.is_empty() {
                 return Ok(());

@@ -81,26 +81,39 @@ struct MsgPropsOwned {
 
 pub(super) fn encode_client(r: &ClientRecord) -> Vec<u8> {
     // Serializing these plain structs into a Vec cannot fail.
-    postcard::to_stdvec(&ClientRef {
+    let mut out = postcard::to_stdvec(&ClientRef {
         node: &r.node,
         connect_state: r.connect_state,
         online_at: r.online_at,
         offline_at: r.offline_at,
     })
-    .unwrap_or_default()
+    .unwrap_or_default();
+    // Without a session expiry the value is exactly what versions before it wrote (postcard
+    // cannot read a #[serde(default)] field: the extension is appended instead).
+    if let Some(at) = r.session_expires_at {
+        out.extend_from_slice(&postcard::to_stdvec(&at).unwrap_or_default());
+    }
+    out
 }
 
 pub(super) fn decode_client(clientid: &str, bytes: &[u8]) -> Result<ClientRecord, StoreError> {
-    let c: ClientOwned = postcard::from_bytes(bytes).map_err(|e| StoreError::BadItem {
+    let bad = |e: postcard::Error| StoreError::BadItem {
         table: "mqtt_client".into(),
         reason: e.to_string(),
-    })?;
+    };
+    let (c, rest): (ClientOwned, &[u8]) = postcard::take_from_bytes(bytes).map_err(bad)?;
+    let session_expires_at = if rest.is_empty() {
+        None
+    } else {
+        Some(postcard::from_bytes::<u64>(rest).map_err(bad)?)
+    };
     Ok(ClientRecord {
         clientid: clientid.to_owned(),
         node: c.node,
         connect_state: c.connect_state,
         online_at: c.online_at,
         offline_at: c.offline_at,
+        session_expires_at,
     })
 }
 
@@ -289,5 +302,24 @@ mod tests {
         let mut bytes = encode_msg(&record_with_props());
         bytes.truncate(bytes.len() - 2);
         assert!(decode_msg("mqtt_msg", &bytes).is_err());
+    }
+
+    /// A client value without a session expiry is byte for byte what versions before it
+    /// wrote (the four fields alone), and one with it round-trips.
+    #[test]
+    fn client_session_expiry_is_an_appended_extension() {
+        let mut r = ClientRecord {
+            clientid: "c".into(),
+            node: "n".into(),
+            connect_state: 0,
+            online_at: 5,
+            offline_at: 7,
+            session_expires_at: None,
+        };
+        let before = postcard::to_stdvec(&("n", 0u8, 5u64, 7u64)).expect("encodes");
+        assert_eq!(encode_client(&r), before);
+        assert_eq!(decode_client("c", &before).expect("decodes"), r);
+        r.session_expires_at = Some(67);
+        assert_eq!(decode_client("c", &encode_client(&r)).expect("decodes"), r);
     }
 }

@@ -137,6 +137,7 @@ fn apply(txn: &WriteTransaction, ops: &[WriteOp]) -> Result<(), redb::Error> {
             WriteOp::ClientOffline {
                 clientid,
                 offline_at,
+                session_expires_at,
             } => {
                 let mut t = txn.open_table(CLIENT)?;
                 let existing = t.get(clientid.as_str())?.map(|v| v.value().to_vec());
@@ -149,9 +150,11 @@ fn apply(txn: &WriteTransaction, ops: &[WriteOp]) -> Result<(), redb::Error> {
                         connect_state: 0,
                         online_at: 0,
                         offline_at: 0,
+                        session_expires_at: None,
                     });
                 rec.connect_state = 0;
                 rec.offline_at = *offline_at;
+                rec.session_expires_at = *session_expires_at;
                 t.insert(clientid.as_str(), encode_client(&rec).as_slice())?;
             }
             WriteOp::PutSub(r) => {
