@@ -45,6 +45,14 @@ pub async fn start(broker: &Arc<Broker>) -> Result<Bound, StartError> {
     for msg in retained.into_iter().flatten() {
         broker.router.retained.set(&msg);
     }
+    // In the background: a Scan of mqtt_client must not delay the start, nor the shutdown.
+    let b = broker.clone();
+    broker.tasks.spawn(async move {
+        tokio::select! {
+            _ = b.persistence.expire_sessions() => {}
+            _ = b.shutdown.cancelled() => {}
+        }
+    });
     let l = &broker.config.listeners;
     let acceptor = match (&broker.config.tls.cert_file, &broker.config.tls.key_file) {
         (Some(cert), Some(key)) if !l.tls.is_empty() || !l.wss.is_empty() => {

@@ -97,6 +97,20 @@ impl Persistence {
         }))
     }
 
+    /// Deletes the stored sessions that expired while their clients were away (see
+    /// `Actions::expire_sessions`); run in the background at start. Logs what it did.
+    pub async fn expire_sessions(&self) {
+        let Some(a) = &self.actions else { return };
+        match Box::pin(a.expire_sessions(now_secs())).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(
+                sessions = n,
+                "deleted stored sessions that expired while their clients were away"
+            ),
+            Err(e) => tracing::warn!(error = %e, "cannot look for expired stored sessions"),
+        }
+    }
+
     /// client.connected
     pub async fn client_connected(&self, client: &ClientId) {
         let Some(a) = &self.actions else { return };

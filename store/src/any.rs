@@ -33,6 +33,9 @@ impl Store for AnyStore {
     async fn client(&self, clientid: &str) -> Result<Option<ClientRecord>, StoreError> {
         delegate!(self, s => s.client(clientid).await)
     }
+    async fn clients_all(&self) -> Result<Vec<ClientRecord>, StoreError> {
+        delegate!(self, s => s.clients_all().await)
+    }
     async fn subscriptions(&self, clientid: &str) -> Result<Vec<SubRecord>, StoreError> {
         delegate!(self, s => s.subscriptions(clientid).await)
     }

@@ -33,6 +33,10 @@ pub trait Store: Send + Sync + 'static {
         clientid: &str,
     ) -> impl Future<Output = Result<Option<ClientRecord>, StoreError>> + Send;
 
+    /// Every mqtt_client item (Scan), to find sessions that expired while the broker was
+    /// down.
+    fn clients_all(&self) -> impl Future<Output = Result<Vec<ClientRecord>, StoreError>> + Send;
+
     /// mqtt_sub items of a client (Query by the hash key).
     fn subscriptions(
         &self,

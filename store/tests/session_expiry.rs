@@ -1,6 +1,7 @@
 //! Session expiry kept in the store (issue 10, section 2), on both stores: the disconnect
 //! writes mqtt_client's `session_expires_at`, and a lookup after it is past (a broker restart
-//! meanwhile) deletes the session's subscriptions and acked rows instead of restoring them.
+//! meanwhile) deletes the session's subscriptions and acked rows instead of restoring them;
+//! so does the sweep at start, for clients that do not come back.
 
 mod common;
 
@@ -95,6 +96,40 @@ async fn expired_session_is_deleted_at_lookup(kind: Kind) {
     b.close().await.expect("close");
 }
 
+/// At start, the sessions that expired while their clients were away are deleted without
+/// waiting for the clients to come back; the others stay.
+async fn expired_sessions_are_swept_at_start(kind: Kind) {
+    let place = Place::new(kind, "sessweep").await;
+    let b = place.actions().await;
+    for (client, expiry) in [
+        ("a", Some(10)),
+        ("b", Some(10)),
+        ("c", Some(1_000)),
+        ("d", None),
+    ] {
+        b.client_connected(client, "n", 1_000)
+            .await
+            .expect("connected");
+        b.subscribed(client, "w/#", 1, true).await.expect("sub");
+        b.client_disconnected(client, 2_000, expiry)
+            .await
+            .expect("disc");
+    }
+    b.close().await.expect("close");
+
+    let b = place.actions().await;
+    assert_eq!(b.expire_sessions(2_500).await.expect("sweep"), 2);
+    b.flush().await.expect("flush");
+    for (client, left) in [("a", 0), ("b", 0), ("c", 1), ("d", 1)] {
+        let subs = b.store().subscriptions(client).await.expect("read");
+        assert_eq!(subs.len(), left, "{client}");
+    }
+    // Nothing left to sweep.
+    assert_eq!(b.expire_sessions(2_500).await.expect("sweep"), 0);
+    b.close().await.expect("close");
+}
+
 both_stores! {
     expired_session_is_deleted_at_lookup_ => expired_session_is_deleted_at_lookup;
+    expired_sessions_are_swept_at_start_ => expired_sessions_are_swept_at_start;
 }

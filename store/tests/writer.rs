@@ -99,6 +99,9 @@ impl Store for FakeStore {
     async fn client(&self, _: &str) -> Result<Option<ClientRecord>, StoreError> {
         Ok(None)
     }
+    async fn clients_all(&self) -> Result<Vec<ClientRecord>, StoreError> {
+        Ok(Vec::new())
+    }
     async fn subscriptions(&self, _: &str) -> Result<Vec<SubRecord>, StoreError> {
         Ok(Vec::new())
     }

@@ -5,6 +5,7 @@
 //! DESIGN.md's action table. Writes go through the [`Writer`]; reads are awaited.
 
 mod fetch;
+mod session;
 mod types;
 
 use std::collections::{BTreeSet, HashMap};
@@ -267,40 +268,6 @@ impl Actions {
             .await?;
         }
         Ok(())
-    }
-
-    /// session.created: with on_subscribe_lookup, the client's stored subscriptions
-    /// (filter, qos) for the broker to restore (empty otherwise). A session that expired
-    /// while its client was away (mqtt_client's `session_expires_at` is past `now`, Unix
-    /// seconds) is deleted instead, with its subscriptions and their acked state
-    /// (`sessions_expired`), and nothing is restored [MQTT-3.1.2-23].
-    pub async fn session_created(
-        &self,
-        clientid: &str,
-        now: u64,
-    ) -> Result<Vec<(String, u8)>, ActionsError> {
-        if !self.binds(Action::OnSubscribeLookup) {
-            return Ok(Vec::new());
-        }
-        let subs = self.store.subscriptions(clientid).await?;
-        if subs.is_empty() {
-            return Ok(Vec::new());
-        }
-        let expired = match self.store.client(clientid).await? {
-            Some(c) => c.connect_state == 0 && c.session_expires_at.is_some_and(|at| at <= now),
-            None => false,
-        };
-        if expired {
-            self.counters
-                .sessions_expired
-                .fetch_add(1, Ordering::Relaxed);
-            tracing::debug!(clientid, "stored session expired while the client was away");
-            for s in &subs {
-                self.unsubscribed(clientid, &s.topic).await?;
-            }
-            return Ok(Vec::new());
-        }
-        Ok(subs.into_iter().map(|s| (s.topic, s.qos)).collect())
     }
 
     /// session.subscribed. Stores the subscription (when on_subscribe_lookup is bound) and

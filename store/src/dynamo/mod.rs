@@ -182,6 +182,11 @@ impl Store for DynamoStore {
         }
     }
 
+    async fn clients_all(&self) -> Result<Vec<ClientRecord>, StoreError> {
+        let items = self.scan_all(Table::Client).await?;
+        items.iter().map(item::client_from).collect()
+    }
+
     async fn subscriptions(&self, clientid: &str) -> Result<Vec<SubRecord>, StoreError> {
         let name = self.name(Table::Sub);
         let mut subs = Vec::new();

@@ -248,6 +248,21 @@ impl Store for EmbeddedStore {
         .await
     }
 
+    async fn clients_all(&self) -> Result<Vec<ClientRecord>, StoreError> {
+        self.blocking(|db| {
+            let e = err("scan", "mqtt_client");
+            let txn = db.begin_read().map_err(|x| e(x.into()))?;
+            let t = txn.open_table(CLIENT).map_err(|x| e(x.into()))?;
+            let mut out = Vec::new();
+            for row in t.iter().map_err(|x| e(x.into()))? {
+                let (k, v) = row.map_err(|x| e(x.into()))?;
+                out.push(decode_client(k.value(), v.value())?);
+            }
+            Ok(out)
+        })
+        .await
+    }
+
     async fn subscriptions(&self, clientid: &str) -> Result<Vec<SubRecord>, StoreError> {
         let clientid = clientid.to_owned();
         self.blocking(move |db| {
