@@ -380,9 +380,14 @@ mod tests {
         let mut cfg = Config::default();
         cfg.listeners.http = vec![SocketAddr::from(([127, 0, 0, 1], 9100))];
         cfg.validate().unwrap();
-        cfg.listeners.http.push(SocketAddr::from(([0, 0, 0, 0], 9101)));
+        cfg.listeners
+            .http
+            .push(SocketAddr::from(([0, 0, 0, 0], 9101)));
         let err = cfg.validate().unwrap_err().to_string();
-        assert!(err.contains("0.0.0.0:9101") && err.contains("token"), "{err}");
+        assert!(
+            err.contains("0.0.0.0:9101") && err.contains("token"),
+            "{err}"
+        );
         cfg.listeners.http_token = Some(Secret::new("s3cret".into()));
         cfg.validate().unwrap();
         assert!(!format!("{cfg:?}").contains("s3cret"));

@@ -82,7 +82,10 @@ impl SysState {
                 (sessions.len() as u64 - connected).to_string(),
             ),
             ("$SYS/broker/clients/total", sessions.len().to_string()),
-            ("$SYS/broker/clients/maximum", self.max_connected.to_string()),
+            (
+                "$SYS/broker/clients/maximum",
+                self.max_connected.to_string(),
+            ),
             ("$SYS/broker/messages/received", load(&m.messages_received)),
             ("$SYS/broker/messages/sent", load(&m.messages_sent)),
             ("$SYS/broker/bytes/received", load(&m.bytes_received)),
@@ -154,7 +157,11 @@ mod tests {
             version,
             Some(format!("dynamq {}", env!("CARGO_PKG_VERSION")))
         );
-        assert!(first.iter().any(|(t, v)| *t == "$SYS/broker/clients/connected" && v == "0"));
+        assert!(
+            first
+                .iter()
+                .any(|(t, v)| *t == "$SYS/broker/clients/connected" && v == "0")
+        );
         // Nothing changed (the uptime is still 0 seconds).
         assert!(state.changed(&broker).is_empty());
         broker.metrics.inc_messages_received();

@@ -63,8 +63,7 @@ pub(super) async fn stats(State(broker): State<Arc<Broker>>) -> Response {
 
 /// One client in EMQX's field names (those dynamq knows).
 fn client_json(broker: &Broker, s: &Session) -> Value {
-    let (subscriptions, expiry) =
-        s.with_state(|st| (st.subscriptions.len(), st.expiry_interval));
+    let (subscriptions, expiry) = s.with_state(|st| (st.subscriptions.len(), st.expiry_interval));
     json!({
         "clientid": s.client_id.as_str(),
         "node": broker.config.node_name,
@@ -82,7 +81,7 @@ pub(super) async fn list(State(broker): State<Arc<Broker>>, RawQuery(q): RawQuer
     let q = Query::parse(q.as_deref());
     let page = match q.page() {
         Ok(p) => p,
-        Err(r) => return r,
+        Err(m) => return json::bad_request(&m),
     };
     let like = q.get("like_clientid").unwrap_or("");
     let items = sessions(&broker)
@@ -102,10 +101,7 @@ fn client_not_found() -> Response {
 }
 
 /// `GET /api/v5/clients/{clientid}`.
-pub(super) async fn get_one(
-    State(broker): State<Arc<Broker>>,
-    Path(id): Path<String>,
-) -> Response {
+pub(super) async fn get_one(State(broker): State<Arc<Broker>>, Path(id): Path<String>) -> Response {
     match broker.registry.get(&ClientId::new(&id)) {
         Some(s) => json::reply(StatusCode::OK, &client_json(&broker, &s)),
         None => client_not_found(),
@@ -172,7 +168,7 @@ pub(super) async fn subscriptions(
     let q = Query::parse(q.as_deref());
     let page = match q.page() {
         Ok(p) => p,
-        Err(r) => return r,
+        Err(m) => return json::bad_request(&m),
     };
     let (want_client, want_topic) = (q.get("clientid"), q.get("topic"));
     let mut items = Vec::new();
@@ -209,7 +205,7 @@ pub(super) async fn topics(State(broker): State<Arc<Broker>>, RawQuery(q): RawQu
     let q = Query::parse(q.as_deref());
     let page = match q.page() {
         Ok(p) => p,
-        Err(r) => return r,
+        Err(m) => return json::bad_request(&m),
     };
     let mut routes = BTreeSet::new();
     for s in broker.registry.all() {

@@ -56,20 +56,21 @@ impl Query {
             .map(|(_, v)| v.as_str())
     }
 
-    /// The page asked for: `page` (from 1) and `limit`, or a 400 response.
-    pub(super) fn page(&self) -> Result<Page, Response> {
+    /// The page asked for: `page` (from 1) and `limit`, or what is wrong with them (for a
+    /// 400 response).
+    pub(super) fn page(&self) -> Result<Page, String> {
         let number = |name: &str, default: usize| match self.get(name) {
             None => Ok(default),
             Some(v) => v
                 .parse::<usize>()
                 .ok()
                 .filter(|n| *n >= 1)
-                .ok_or_else(|| bad_request(&format!("{name} must be a positive integer"))),
+                .ok_or_else(|| format!("{name} must be a positive integer")),
         };
         let page = number("page", 1)?;
         let limit = number("limit", DEFAULT_LIMIT)?;
         if limit > MAX_LIMIT {
-            return Err(bad_request(&format!("limit must be at most {MAX_LIMIT}")));
+            return Err(format!("limit must be at most {MAX_LIMIT}"));
         }
         Ok(Page { page, limit })
     }
@@ -85,7 +86,10 @@ fn decode(s: &str) -> String {
         match b[i] {
             b'+' => out.push(b' '),
             b'%' => {
-                match (b.get(i + 1).and_then(|&c| hex(c)), b.get(i + 2).and_then(|&c| hex(c))) {
+                match (
+                    b.get(i + 1).and_then(|&c| hex(c)),
+                    b.get(i + 2).and_then(|&c| hex(c)),
+                ) {
                     (Some(h), Some(l)) => {
                         out.push((h * 16 + l) as u8);
                         i += 2;

@@ -28,7 +28,6 @@ use dynamq_store::store::Store;
 
 use crate::broker::Broker;
 
-
 /// Serves the endpoints on `listener` until the broker shuts down.
 pub(crate) async fn serve(broker: Arc<Broker>, listener: tokio::net::TcpListener) {
     let shutdown = broker.shutdown.clone();

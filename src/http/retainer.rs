@@ -38,7 +38,7 @@ fn retained_json(m: &Message) -> Value {
 pub(super) async fn list(State(broker): State<Arc<Broker>>, RawQuery(q): RawQuery) -> Response {
     let page = match Query::parse(q.as_deref()).page() {
         Ok(p) => p,
-        Err(r) => return r,
+        Err(m) => return json::bad_request(&m),
     };
     let mut all = broker.router.retained.all();
     all.sort_unstable_by(|a, b| a.topic.cmp(&b.topic));
@@ -47,7 +47,11 @@ pub(super) async fn list(State(broker): State<Arc<Broker>>, RawQuery(q): RawQuer
 }
 
 fn not_found() -> Response {
-    json::error(StatusCode::NOT_FOUND, "NOT_FOUND", "Viewed message not found")
+    json::error(
+        StatusCode::NOT_FOUND,
+        "NOT_FOUND",
+        "Viewed message not found",
+    )
 }
 
 /// `GET /api/v5/retainer/message/{topic}` (the topic URL-encoded, `a%2Fb`, or as it is).
@@ -56,9 +60,7 @@ pub(super) async fn get_one(
     Path(topic): Path<String>,
 ) -> Response {
     match broker.router.retained.get(&topic) {
-        Some(m) if !m.is_expired(Instant::now()) => {
-            json::reply(StatusCode::OK, &retained_json(&m))
-        }
+        Some(m) if !m.is_expired(Instant::now()) => json::reply(StatusCode::OK, &retained_json(&m)),
         _ => not_found(),
     }
 }
