@@ -126,8 +126,33 @@ pub struct Listeners {
     pub tls: Vec<SocketAddr>,
     /// MQTT over WebSocket over TLS, at `ws_path` (needs `[tls]`).
     pub wss: Vec<SocketAddr>,
-    /// HTTP: `GET /metrics` in the Prometheus text format.
+    /// HTTP: `GET /metrics` in the Prometheus text format, `/health`, and the REST API
+    /// under `/api/v5`.
     pub http: Vec<SocketAddr>,
+    /// Bearer token the HTTP endpoints but `/health*` require. Required when an `http`
+    /// listener is not on loopback; once set, required on loopback too. Never logged.
+    pub http_token: Option<Secret>,
+}
+
+/// A string that never shows in logs or `Debug` output.
+#[derive(Clone, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(s: String) -> Secret {
+        Secret(s)
+    }
+    /// The secret itself, for comparing it (in constant time).
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
+    }
 }
 
 /// Protocol limits. Zero means "no limit" where the comment says so.
@@ -174,6 +199,8 @@ pub struct MqttLimits {
     /// hibernates: it gives up its task and buffers until the client sends something or a
     /// message arrives for it. 0 keeps every connection awake.
     pub hibernate_after_ms: u64,
+    /// Seconds between two publications of the `$SYS/broker/...` topics; 0: none.
+    pub sys_interval: u64,
 }
 
 impl Default for Config {
@@ -203,6 +230,7 @@ impl Default for Listeners {
             tls: Vec::new(),
             wss: Vec::new(),
             http: Vec::new(),
+            http_token: None,
         }
     }
 }
@@ -222,6 +250,7 @@ impl Default for MqttLimits {
             max_session_expiry: 0,
             connect_timeout: 10,
             hibernate_after_ms: 1000,
+            sys_interval: 10,
         }
     }
 }
@@ -308,8 +337,27 @@ impl Config {
                 "TLS listeners need tls.cert_file and tls.key_file (--tls-cert, --tls-key)".into(),
             ));
         }
+        if l.http_token.as_ref().is_some_and(|t| t.expose().is_empty()) {
+            return Err(ConfigError::Invalid(
+                "listeners.http_token (--http-token) must not be empty".into(),
+            ));
+        }
+        if let Some(addr) = l.http.iter().find(|a| !is_loopback(a.ip()))
+            && l.http_token.is_none()
+        {
+            return Err(ConfigError::Invalid(format!(
+                "the HTTP listener {addr} is not on loopback: it needs a token \
+                 (listeners.http_token or --http-token), since its API can kick clients \
+                 and publish messages"
+            )));
+        }
         Ok(())
     }
+}
+
+/// True for 127.0.0.0/8, ::1 and IPv4-mapped loopback addresses.
+pub(crate) fn is_loopback(ip: std::net::IpAddr) -> bool {
+    ip.to_canonical().is_loopback()
 }
 
 #[cfg(test)]
@@ -327,6 +375,26 @@ mod tests {
         assert!(err.to_string().contains("max_keepalivee"), "{err}");
         let err = Config::parse("bogus = 1\n").unwrap_err();
         assert!(err.to_string().contains("bogus"), "{err}");
+    }
+
+    #[test]
+    fn http_off_loopback_needs_a_token() {
+        let mut cfg = Config::default();
+        cfg.listeners.http = vec![SocketAddr::from(([127, 0, 0, 1], 9100))];
+        cfg.validate().unwrap();
+        cfg.listeners
+            .http
+            .push(SocketAddr::from(([0, 0, 0, 0], 9101)));
+        let err = cfg.validate().unwrap_err().to_string();
+        assert!(
+            err.contains("0.0.0.0:9101") && err.contains("token"),
+            "{err}"
+        );
+        cfg.listeners.http_token = Some(Secret::new("s3cret".into()));
+        cfg.validate().unwrap();
+        assert!(!format!("{cfg:?}").contains("s3cret"));
+        cfg.listeners.http_token = Some(Secret::new(String::new()));
+        assert!(cfg.validate().is_err());
     }
 
     #[test]

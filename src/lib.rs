@@ -14,7 +14,9 @@
 //! - `broker`: the shared state and the operations that span modules (deliver, publish, end
 //!   session).
 //! - `server`: listeners up, shutdown down.
-//! - `http`: the metrics endpoint.
+//! - `http`: the HTTP endpoints: metrics, health, and the REST API (`/api/v5`: clients,
+//!   subscriptions, retained messages, publish).
+//! - `sys`: the `$SYS/broker/...` topics, published through the broker like any message.
 //! - `config`: the TOML configuration.
 //! - `auth`: who may connect (a Mosquitto password file) and what they may publish and
 //!   read (a Mosquitto ACL file).
@@ -30,4 +32,5 @@ pub mod persistence;
 pub(crate) mod router;
 pub mod server;
 pub(crate) mod session;
+pub(crate) mod sys;
 pub(crate) mod transport;

@@ -20,7 +20,7 @@ use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};
 use dynamq::auth::Auth;
 use dynamq::broker::Broker;
-use dynamq::config::{Config, StoreKind};
+use dynamq::config::{Config, Secret, StoreKind};
 use dynamq::persistence::setup;
 use dynamq::server;
 use dynamq_store::binding::Binding;
@@ -114,9 +114,17 @@ struct ServeArgs {
     /// MQTT over WebSocket over TLS (path /mqtt); repeatable; needs --tls-cert and --tls-key.
     #[arg(long, value_name = "ADDR")]
     wss: Vec<String>,
-    /// HTTP listen address for GET /metrics (Prometheus text format); repeatable.
+    /// HTTP listen address for GET /metrics (Prometheus text format), /health and the REST
+    /// API (/api/v5/...); repeatable.
     #[arg(long, value_name = "ADDR")]
     http: Vec<String>,
+    /// Bearer token required by the HTTP endpoints but /health (required when an HTTP
+    /// listener is not on loopback).
+    #[arg(long, value_name = "TOKEN")]
+    http_token: Option<String>,
+    /// Seconds between two publications of the $SYS/broker/... topics (0: none).
+    #[arg(long, value_name = "SECS")]
+    sys_interval: Option<u64>,
     /// PEM certificate chain for the TLS listeners.
     #[arg(long, value_name = "FILE")]
     tls_cert: Option<PathBuf>,
@@ -200,6 +208,12 @@ fn load_config(args: &ServeArgs) -> Result<(Config, Vec<Binding>)> {
     }
     if let Some(http) = parse_listeners(&args.http, "http")? {
         config.listeners.http = http;
+    }
+    if let Some(t) = &args.http_token {
+        config.listeners.http_token = Some(Secret::new(t.clone()));
+    }
+    if let Some(secs) = args.sys_interval {
+        config.mqtt.sys_interval = secs;
     }
     if let Some(c) = &args.tls_cert {
         config.tls.cert_file = Some(c.clone());

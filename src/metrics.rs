@@ -43,4 +43,19 @@ counters! {
     acl_denied_subscribe, inc_acl_denied_subscribe, "Subscriptions the ACL refused (SUBACK 0x80 / v5 0x87).";
     acl_denied_deliveries, inc_acl_denied_deliveries, "Messages not delivered to a subscriber the ACL does not let read their topic.";
     acl_denied_wills, inc_acl_denied_wills, "Will messages not published: the ACL does not let their client write the topic.";
+    clients_kicked, inc_clients_kicked, "Clients disconnected (and their sessions ended) through the HTTP API.";
+    bytes_received, inc_bytes_received, "Bytes read from connected clients (after CONNECT).";
+    bytes_sent, inc_bytes_sent, "Bytes written to connected clients (after CONNACK, but the last packets of a closing connection).";
+}
+
+impl Metrics {
+    /// Counts `n` bytes read from a client.
+    pub fn add_bytes_received(&self, n: usize) {
+        self.bytes_received.fetch_add(n as u64, Ordering::Relaxed);
+    }
+
+    /// Counts `n` bytes written to a client.
+    pub fn add_bytes_sent(&self, n: usize) {
+        self.bytes_sent.fetch_add(n as u64, Ordering::Relaxed);
+    }
 }

@@ -73,8 +73,23 @@ pub async fn start(broker: &Arc<Broker>) -> Result<Bound, StartError> {
         }
     }
     let mut bound = Bound::default();
+    let sys_interval = broker.config.mqtt.sys_interval;
+    if sys_interval > 0 {
+        broker.tasks.spawn(crate::sys::run(
+            broker.clone(),
+            Duration::from_secs(sys_interval),
+        ));
+    }
     for listener in http {
-        tracing::info!("metrics on http://{}/metrics", listener.local_addr()?);
+        let token = if broker.config.listeners.http_token.is_some() {
+            "token required but on /health"
+        } else {
+            "no token"
+        };
+        tracing::info!(
+            "HTTP on http://{}: /metrics, /health, /api/v5 ({token})",
+            listener.local_addr()?
+        );
         broker
             .tasks
             .spawn(crate::http::serve(broker.clone(), listener));

@@ -226,6 +226,7 @@ where
                 r = self.writer.write(&self.wbuf), if want_write => match r {
                     Ok(0) => return End::Closed,
                     Ok(n) => {
+                        self.broker.metrics.add_bytes_sent(n);
                         let _ = self.wbuf.split_to(n);
                         if self.hibernate_after.is_some() {
                             self.active_at = Instant::now();
@@ -239,6 +240,7 @@ where
                 r = self.reader.read_buf(&mut self.rbuf), if reading => match r {
                     Ok(0) | Err(_) => return End::Closed,
                     Ok(n) => {
+                        self.broker.metrics.add_bytes_received(n);
                         self.adapt_read_hint(n, spare);
                         if self.neg.keep_alive > 0 || self.hibernate_after.is_some() {
                             let now = Instant::now();
@@ -287,6 +289,7 @@ where
             // A zero timeout still polls the read once: it takes only what has arrived.
             match tokio::time::timeout(Duration::ZERO, self.reader.read_buf(&mut self.rbuf)).await {
                 Ok(Ok(n)) if n > 0 => {
+                    self.broker.metrics.add_bytes_received(n);
                     self.adapt_read_hint(n, spare);
                     match self.handle_input().await {
                         Ok(None) => {}
@@ -343,6 +346,10 @@ where
         match &end {
             End::Disconnect { will } => publish_will = *will,
             End::Closed | End::Hibernate => {}
+            // Kicked through the HTTP API, or taken over by a new connection.
+            End::TakenOver if self.session.kicked() => {
+                reason = Some(ReasonCode::AdministrativeAction)
+            }
             End::TakenOver => reason = Some(ReasonCode::SessionTakenOver),
             End::Shutdown => {
                 reason = Some(ReasonCode::ServerShuttingDown);

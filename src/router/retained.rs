@@ -53,6 +53,19 @@ impl RetainIndex {
         found
     }
 
+    /// The retained message of `topic`, if any (expired or not).
+    pub(crate) fn get(&self, topic: &str) -> Option<Arc<Message>> {
+        self.map.read().get(topic).cloned()
+    }
+
+    /// Every retained message on a topic not starting with `$`, then those under `$SYS/`,
+    /// expired ones left out.
+    pub(crate) fn all(&self) -> Vec<Arc<Message>> {
+        let mut out = self.matching("#");
+        out.extend(self.matching("$SYS/#"));
+        out
+    }
+
     pub(crate) fn len(&self) -> usize {
         self.map.read().len()
     }

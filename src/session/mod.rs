@@ -152,6 +152,10 @@ impl EnqueueResult {
     }
 }
 
+/// Set in the connection id with which the HTTP API claims a session to end its connection
+/// (a kick); connection ids (`Broker::next_conn_id`) never reach it.
+pub(crate) const ADMIN_CONN: u64 = 1 << 63;
+
 /// `Session::parked` when the owner is awake.
 const NOT_PARKED: usize = usize::MAX;
 
@@ -265,6 +269,17 @@ impl Session {
 
     pub(crate) fn is_online(&self) -> bool {
         self.owner_id.load(Ordering::Acquire) != 0
+    }
+
+    /// True if the session's owner now is an administrative kick (see `ADMIN_CONN`): a
+    /// connection that lost the session to it was kicked, not taken over.
+    pub(crate) fn kicked(&self) -> bool {
+        self.owner_id.load(Ordering::Acquire) & ADMIN_CONN != 0
+    }
+
+    /// Messages waiting in the queue now.
+    pub(crate) fn queued_len(&self) -> usize {
+        self.state.lock().queue.len()
     }
 
     /// Runs `f` with the state locked. Never held across an `.await`.

@@ -1,42 +1,16 @@
-//! The HTTP endpoint: `GET /metrics`, the broker's counters and gauges in the Prometheus text
-//! format, so that every drop and every store failure the broker counts can be watched.
+//! `GET /metrics`: the broker's counters and gauges in the Prometheus text format, so that
+//! every drop and every store failure the broker counts can be watched.
 
 use std::fmt::Write as _;
-use std::net::SocketAddr;
 use std::sync::Arc;
 
-use axum::Router;
 use axum::extract::State;
 use axum::http::header;
 use axum::response::IntoResponse;
-use axum::routing::get;
 
 use crate::broker::Broker;
 
-/// Serves `/metrics` on `listener` until the broker shuts down.
-pub(crate) async fn serve(broker: Arc<Broker>, listener: tokio::net::TcpListener) {
-    let shutdown = broker.shutdown.clone();
-    let app = Router::new()
-        .route("/metrics", get(metrics))
-        .with_state(broker);
-    if let Err(e) = axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown.cancelled_owned())
-        .await
-    {
-        tracing::error!("HTTP endpoint stopped: {e}");
-    }
-}
-
-/// Binds the HTTP listeners (before any client is accepted) and returns them.
-pub(crate) async fn bind(addrs: &[SocketAddr]) -> std::io::Result<Vec<tokio::net::TcpListener>> {
-    let mut out = Vec::with_capacity(addrs.len());
-    for addr in addrs {
-        out.push(crate::transport::tcp::bind(*addr).await?);
-    }
-    Ok(out)
-}
-
-async fn metrics(State(broker): State<Arc<Broker>>) -> impl IntoResponse {
+pub(super) async fn metrics(State(broker): State<Arc<Broker>>) -> impl IntoResponse {
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         render(&broker),
