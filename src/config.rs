@@ -193,6 +193,10 @@ pub struct MqttLimits {
     /// v3.1.1 persistent session (CleanSession 0) once its client is away. 0 means no cap
     /// (a v3.1.1 persistent session then never expires).
     pub max_session_expiry: u32,
+    /// v5 Response Information: a client that sets Request Response Information gets this
+    /// prefix followed by its client id in its CONNACK (e.g. `resp/dev-1`), a topic root
+    /// for the responses it receives. Empty: none is sent.
+    pub response_information: String,
     /// Seconds a new connection has to send CONNECT.
     pub connect_timeout: u64,
     /// Milliseconds of silence (nothing read or written) after which a TCP connection
@@ -248,6 +252,7 @@ impl Default for MqttLimits {
             receive_maximum: 1024,
             topic_alias_maximum: 64,
             max_session_expiry: 0,
+            response_information: "resp/".into(),
             connect_timeout: 10,
             hibernate_after_ms: 1000,
             sys_interval: 10,

@@ -23,6 +23,10 @@ pub(super) struct Accepted {
     pub server_keep_alive: Option<u16>,
     /// Seconds the session outlives the connection; `u32::MAX` never expires.
     pub session_expiry: u32,
+    /// v5 Response Information for the CONNACK, when the client asked for it (Request
+    /// Response Information 1) and `mqtt.response_information` is set: that prefix and the
+    /// client id, a topic root for the client's responses [MQTT-3.1.2-28].
+    pub response_information: Option<String>,
 }
 
 /// Checks a CONNECT against the spec's rules and the broker's limits. `Err` is the CONNACK
@@ -88,12 +92,19 @@ pub(super) fn validate(
         }
     };
 
+    let prefix = &limits.response_information;
+    let response_information = (c.protocol.is_v5()
+        && c.properties.request_response_information == Some(1)
+        && !prefix.is_empty())
+    .then(|| format!("{prefix}{client_id}"));
+
     Ok(Accepted {
         client_id,
         assigned,
         keep_alive,
         server_keep_alive,
         session_expiry,
+        response_information,
     })
 }
 
@@ -233,6 +244,7 @@ pub(super) fn connack(broker: &Broker, protocol: Protocol, a: &Accepted, present
             properties.assigned_client_identifier = Some(a.client_id.to_string());
         }
         properties.server_keep_alive = a.server_keep_alive;
+        properties.response_information = a.response_information.clone();
         if limits.max_session_expiry > 0 && a.session_expiry != u32::MAX {
             properties.session_expiry_interval = Some(a.session_expiry);
         }

@@ -134,6 +134,7 @@ fn negotiate(broker: &Broker, connect: Connect, accepted: &connect::Accepted) ->
             .unwrap_or(u16::MAX)
             .min(broker.config.mqtt.max_inflight),
         client_max_packet: props.maximum_packet_size.unwrap_or(u32::MAX),
+        problem_info: props.request_problem_information != Some(0),
         session_expiry: accepted.session_expiry,
         connect_session_expiry: accepted.session_expiry,
         will: connect.will.map(Box::new),

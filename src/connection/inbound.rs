@@ -82,7 +82,11 @@ where
         {
             // A payload that says it is UTF-8 and is not [MQTT-3.3.2-4]: v5 answers with
             // reason 0x99 rather than closing.
-            self.ack_publish(&p, ReasonCode::PayloadFormatInvalid);
+            self.ack_publish(
+                &p,
+                ReasonCode::PayloadFormatInvalid,
+                "[MQTT-3.3.2-4] the payload is not UTF-8 but its Payload Format Indicator is 1",
+            );
             return Ok(());
         }
         self.broker.metrics.inc_messages_received();
@@ -109,10 +113,15 @@ where
             }
             self.carried.awaiting_rel.insert(id);
         }
+        if p.topic.starts_with(b"$SYS") {
+            // The broker's own topics: no client writes them (as in Mosquitto).
+            self.publish_denied(&p, "clients may not publish to $SYS topics");
+            return Ok(());
+        }
         if let Some(rules) = self.broker.auth.rules(&self.session)
             && !rules.allows(p.topic_str(), Want::Write)
         {
-            self.publish_denied(&p);
+            self.publish_denied(&p, "not authorized to publish to this topic");
             return Ok(());
         }
         let props = std::mem::take(&mut p.properties);
@@ -141,34 +150,42 @@ where
         };
         // The message is queued everywhere it goes: acknowledged now; what the client sends
         // next waits until the queues it went over drain (flow control).
-        self.ack_publish(&p, reason);
+        self.ack_publish(&p, reason, "");
         self.pause_for(out.congested);
         Ok(())
     }
 
-    /// A PUBLISH the ACL does not let the client write: dropped, counted, logged (at most a
-    /// line a second). A v5 client's PUBACK or PUBREC says 0x87 Not authorized; a v3 client
-    /// cannot be told, so, as Mosquitto does, it gets its acknowledgement as usual.
-    fn publish_denied(&mut self, p: &Publish) {
+    /// A PUBLISH the client may not write (the ACL, or a `$SYS` topic): dropped, counted,
+    /// logged (at most a line a second). A v5 client's PUBACK or PUBREC says 0x87 Not
+    /// authorized, with `why` as its Reason String; a v3 client cannot be told, so, as
+    /// Mosquitto does, it gets its acknowledgement as usual.
+    fn publish_denied(&mut self, p: &Publish, why: &str) {
         self.broker.metrics.inc_acl_denied_publish();
         if let Some(suppressed) = self.broker.auth.log_denial() {
-            tracing::info!(client = %self.client_id, topic = p.topic_str(), suppressed, "PUBLISH denied by the ACL: not delivered");
+            tracing::info!(client = %self.client_id, topic = p.topic_str(), suppressed, "PUBLISH denied ({why}): not delivered");
         }
         let reason = if self.neg.protocol.is_v5() {
             ReasonCode::NotAuthorized
         } else {
             ReasonCode::Success
         };
-        self.ack_publish(p, reason);
+        self.ack_publish(p, reason, why);
     }
 
-    /// PUBACK for QoS 1, PUBREC for QoS 2 [MQTT-4.3.2-2] [MQTT-4.3.3-2].
-    fn ack_publish(&mut self, p: &Publish, reason: ReasonCode) {
+    /// PUBACK for QoS 1, PUBREC for QoS 2 [MQTT-4.3.2-2] [MQTT-4.3.3-2]; an error code
+    /// carries `why` as its Reason String when the client allows it.
+    fn ack_publish(&mut self, p: &Publish, reason: ReasonCode, why: &str) {
         let Some(packet_id) = p.packet_id else { return };
         let ack = PubResp {
             packet_id,
             reason_code: reason,
-            properties: ReasonProperties::default(),
+            properties: ReasonProperties {
+                reason_string: reason
+                    .is_error()
+                    .then(|| self.neg.reason_string(why))
+                    .flatten(),
+                ..ReasonProperties::default()
+            },
         };
         match p.qos {
             QoS::AtMostOnce => {}
@@ -203,9 +220,18 @@ where
         }
         // SUBACK first, then the retained messages [MQTT-3.8.4-1]: they go through the
         // session queue, which is written after the SUBACK already in the write buffer.
+        let refused = codes.iter().any(|c| c.is_error());
         self.send(&Packet::SubAck(SubAck {
             packet_id: s.packet_id,
-            properties: ReasonProperties::default(),
+            properties: ReasonProperties {
+                reason_string: refused
+                    .then(|| {
+                        self.neg
+                            .reason_string("a filter was refused: see its reason code")
+                    })
+                    .flatten(),
+                ..ReasonProperties::default()
+            },
             reason_codes: codes,
         }));
         self.deliver_backlog(backlog);

@@ -343,20 +343,28 @@ where
         let conn_id = self.conn_id;
         let mut publish_will = true;
         let mut reason = None;
+        // The DISCONNECT's Reason String: what the log says.
+        let mut why = String::new();
         match &end {
             End::Disconnect { will } => publish_will = *will,
             End::Closed | End::Hibernate => {}
             // Kicked through the HTTP API, or taken over by a new connection.
             End::TakenOver if self.session.kicked() => {
-                reason = Some(ReasonCode::AdministrativeAction)
+                reason = Some(ReasonCode::AdministrativeAction);
+                why = "disconnected by an administrator".into();
             }
-            End::TakenOver => reason = Some(ReasonCode::SessionTakenOver),
+            End::TakenOver => {
+                reason = Some(ReasonCode::SessionTakenOver);
+                why = "another connection with this client id took the session over".into();
+            }
             End::Shutdown => {
                 reason = Some(ReasonCode::ServerShuttingDown);
+                why = "the server is shutting down".into();
                 publish_will = false;
             }
             End::Error(e) => {
                 reason = e.disconnect_reason();
+                why = e.to_string();
                 if e.is_violation() {
                     self.broker.metrics.inc_protocol_errors();
                     tracing::warn!(client = %self.client_id, peer = %self.peer, "closing connection: {e}");
@@ -366,9 +374,13 @@ where
             }
         }
         if let (Some(reason), true) = (reason, self.neg.protocol.is_v5()) {
+            let properties = DisconnectProperties {
+                reason_string: self.neg.disconnect_reason_string(&why),
+                ..DisconnectProperties::default()
+            };
             self.send(&Packet::Disconnect(Disconnect {
                 reason_code: reason,
-                properties: DisconnectProperties::default(),
+                properties,
             }));
         }
         if !self.wbuf.is_empty() || !matches!(end, End::Closed) {

@@ -25,9 +25,34 @@ pub(super) struct Negotiated {
     pub(super) session_expiry: u32,
     /// Session Expiry Interval given in CONNECT, for the DISCONNECT rule.
     pub(super) connect_session_expiry: u32,
+    /// The client's Request Problem Information (v5, default 1): when false, no Reason
+    /// String on anything but PUBLISH, CONNACK and DISCONNECT [MQTT-3.1.2-29]. (A bool fits
+    /// in the struct's padding: `Parked` stays at 64 bytes.)
+    pub(super) problem_info: bool,
     /// The will, until it is published or discarded.
     pub(super) will: Option<Box<LastWill>>,
     pub(super) topic_aliases: TopicAliases,
+}
+
+impl Negotiated {
+    /// The Reason String to put on an acknowledgement that reports an error: only for v5,
+    /// when the client asked for problem information [MQTT-3.1.2-29], and when it cannot
+    /// make the packet larger than the client's Maximum Packet Size [MQTT-3.4.2-2].
+    pub(super) fn reason_string(&self, why: &str) -> Option<String> {
+        self.protocol.is_v5().then_some(())?;
+        (self.problem_info && self.fits(why)).then(|| why.to_owned())
+    }
+
+    /// A Reason String for a DISCONNECT, which may carry one whatever Request Problem
+    /// Information says, within the client's Maximum Packet Size [MQTT-3.14.2-3].
+    pub(super) fn disconnect_reason_string(&self, why: &str) -> Option<String> {
+        (self.protocol.is_v5() && self.fits(why)).then(|| why.to_owned())
+    }
+
+    /// A packet of at most 32 bytes besides the string stays within the client's maximum.
+    fn fits(&self, why: &str) -> bool {
+        why.len().saturating_add(32) <= self.client_max_packet as usize
+    }
 }
 
 /// Inbound topic aliases (v5): alias `n` is slot `n - 1` [MQTT-3.3.2-12]. Boxed, and only
