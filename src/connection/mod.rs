@@ -142,6 +142,27 @@ pub(super) async fn write_with_deadline<W: AsyncWrite + Unpin>(
     }
 }
 
+/// Reads and discards what the client still sends, until it closes, for at most
+/// `DRAIN_TIME` and `DRAIN_BYTES`.
+async fn drain_input<R: AsyncRead + Unpin>(reader: &mut R) {
+    let _ = tokio::time::timeout(DRAIN_TIME, async {
+        // On the heap: an array here would enlarge every connection task's future.
+        let mut buf = vec![0u8; 4096];
+        let mut left = DRAIN_BYTES;
+        while left > 0 {
+            match reader.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => left = left.saturating_sub(n),
+            }
+        }
+    })
+    .await;
+}
+
+/// How long, and how much, a connection closed for a violation reads after its DISCONNECT.
+const DRAIN_TIME: Duration = Duration::from_millis(500);
+const DRAIN_BYTES: usize = 1 << 20;
+
 impl<R, W> Conn<R, W>
 where
     R: AsyncRead + Unpin,
@@ -386,6 +407,12 @@ where
         if !self.wbuf.is_empty() || !matches!(end, End::Closed) {
             let buf = std::mem::take(&mut self.wbuf);
             let _ = write_with_deadline(&mut self.writer, &buf).await;
+        }
+        if reason.is_some() && matches!(end, End::Error(_)) {
+            // Half-closed above. A client that broke a rule may still be sending: closing
+            // with its bytes unread would reset the connection, and a reset can destroy the
+            // DISCONNECT before the client reads its reason code.
+            drain_input(&mut self.reader).await;
         }
 
         // Hand the in-flight state back before anyone else can own the session.

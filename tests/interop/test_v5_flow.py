@@ -168,3 +168,25 @@ def test_unknown_config_key_is_named(tmp_path):
                         "--ws", "none"], capture_output=True, text=True, timeout=10)
     assert r.returncode != 0
     assert "max_inflite" in r.stderr
+
+
+@pytest.mark.dynamq_only
+def test_receive_maximum_exceeded_disconnect_is_readable(broker):
+    """A v5 client that sends more QoS 2 publishes than our Receive Maximum gets DISCONNECT
+    0x93 [MQTT-3.3.4-8], and can still read it if it goes on sending for a moment: the server
+    half-closes and drains what the client sends before it closes. (Closed at once, the
+    client's next sends met a reset, and a real client failed on the broken pipe without
+    reading the reason code.)"""
+    with raw.RawClient(broker.port, version=V5) as s:
+        ack = s.handshake(unique_id("rmx"))
+        assert ack.reason == 0
+        limit = ack.properties.get(0x21, 65535)
+        s.send(b"".join(raw.publish("rmx/t", b"x", qos=2, pid=i + 1, version=V5) for i in range(limit + 1)))
+        time.sleep(0.1)  # the server has answered and half-closed by now
+        for i in range(4):
+            # PUBRELs for ids it never got PUBRECs for: a client busy with its own flow.
+            s.send(raw.ack(raw.PUBREL, i + 1))  # raises BrokenPipeError on a reset connection
+            time.sleep(0.05)
+        got = s.packets_until_close(timeout=10, max_packets=limit + 10)
+        disconnects = [p for p in got if p.ptype == raw.DISCONNECT]
+        assert disconnects and disconnects[-1].reason == 0x93, got[-3:]
