@@ -199,6 +199,10 @@ pub struct MqttLimits {
     pub response_information: String,
     /// Seconds a new connection has to send CONNECT.
     pub connect_timeout: u64,
+    /// TCP keepalive on accepted connections: probes after this many seconds of silence,
+    /// so that half-open connections (a client gone without a FIN) are closed even with an
+    /// MQTT keepalive of 0. 0: off.
+    pub tcp_keepalive_secs: u64,
     /// Milliseconds of silence (nothing read or written) after which a TCP connection
     /// hibernates: it gives up its task and buffers until the client sends something or a
     /// message arrives for it. 0 keeps every connection awake.
@@ -254,6 +258,7 @@ impl Default for MqttLimits {
             max_session_expiry: 0,
             response_information: "resp/".into(),
             connect_timeout: 10,
+            tcp_keepalive_secs: 120,
             hibernate_after_ms: 1000,
             sys_interval: 10,
         }

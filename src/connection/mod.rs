@@ -211,7 +211,6 @@ where
 
     /// The main loop. Returns why it ended.
     async fn run(&mut self) -> End {
-        let keep_alive = keepalive_window(self.neg.keep_alive);
         let shutdown = self.broker.shutdown.clone();
         let session = self.session.clone();
         loop {
@@ -263,10 +262,10 @@ where
                     Ok(n) => {
                         self.broker.metrics.add_bytes_received(n);
                         self.adapt_read_hint(n, spare);
-                        if self.neg.keep_alive > 0 || self.hibernate_after.is_some() {
-                            let now = Instant::now();
-                            self.deadline = now + keep_alive;
-                            self.active_at = now;
+                        // Bytes keep a connection from hibernating; only complete packets
+                        // restart its keepalive (see `handle_input`).
+                        if self.hibernate_after.is_some() {
+                            self.active_at = Instant::now();
                         }
                         match self.handle_input().await {
                             Ok(None) => {}
@@ -347,14 +346,21 @@ where
 
     /// Decodes and handles every complete packet in the read buffer, until flow control
     /// pauses the client (the rest waits in the buffer).
+    /// Every complete packet restarts the keepalive; bytes alone do not, so a client that
+    /// trickles a packet a byte at a time is still timed out [MQTT-3.1.2-22].
     async fn handle_input(&mut self) -> Result<Option<End>, ConnError> {
+        let mut decoded = false;
         while self.paused.is_none() {
             let Some(packet) = self.decoder.decode(&mut self.rbuf)? else {
                 break;
             };
+            decoded = true;
             if let Some(end) = self.handle(packet).await? {
                 return Ok(Some(end));
             }
+        }
+        if decoded && self.neg.keep_alive > 0 {
+            self.deadline = Instant::now() + keepalive_window(self.neg.keep_alive);
         }
         Ok(None)
     }
