@@ -197,6 +197,14 @@ pub struct MqttLimits {
     /// prefix followed by its client id in its CONNACK (e.g. `resp/dev-1`), a topic root
     /// for the responses it receives. Empty: none is sent.
     pub response_information: String,
+    /// Longest client id accepted, in bytes (v3.1.1 CONNACK 0x02, v5 0x85 beyond it).
+    pub max_client_id_len: usize,
+    /// Most levels in a topic name or filter (PUBLISH: v5 PUBACK 0x90, v3 dropped;
+    /// SUBSCRIBE: 0x8F); 0: no limit. Bounds the work of matching one topic.
+    pub max_topic_levels: usize,
+    /// Most subscriptions one session holds; a SUBSCRIBE beyond it gets 0x97 Quota exceeded
+    /// (v3: 0x80) for the new filters. 0: no limit.
+    pub max_subscriptions: usize,
     /// Seconds a new connection has to send CONNECT.
     pub connect_timeout: u64,
     /// TCP keepalive on accepted connections: probes after this many seconds of silence,
@@ -257,6 +265,9 @@ impl Default for MqttLimits {
             topic_alias_maximum: 64,
             max_session_expiry: 0,
             response_information: "resp/".into(),
+            max_client_id_len: 65_535,
+            max_topic_levels: 128,
+            max_subscriptions: 10_000,
             connect_timeout: 10,
             tcp_keepalive_secs: 120,
             hibernate_after_ms: 1000,

@@ -36,6 +36,7 @@ counters! {
     flow_control_pauses, inc_flow_control_pauses, "Times a publisher was paused because a subscriber's queue was full (flow control).";
     flow_control_timeouts, inc_flow_control_timeouts, "Flow-control pauses that ran out (flow_control_ms) with the subscriber taking nothing from its queue: it was marked stalled.";
     slow_consumer_disconnects, inc_slow_consumer_disconnects, "Subscribers disconnected because their full queue saw no progress for slow_consumer_timeout_ms.";
+    limit_refusals, inc_limit_refusals, "PUBLISH or SUBSCRIBE refused by a configured limit (topic levels, subscriptions per session).";
     hibernations, inc_hibernations, "Times an idle connection hibernated (gave up its task until woken).";
     auth_failures, inc_auth_failures, "CONNECTs refused for a wrong or unknown user name or password.";
     auth_anonymous_refused, inc_auth_anonymous_refused, "CONNECTs without a user name refused (anonymous clients not allowed).";

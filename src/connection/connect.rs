@@ -60,6 +60,11 @@ pub(super) fn validate(
             }
             _ => (ClientId::new(&assigned_id()), true),
         }
+    } else if c.client_id.len() > limits.max_client_id_len {
+        return Err((
+            ReasonCode::ClientIdentifierNotValid,
+            "client id longer than the server allows (mqtt.max_client_id_len)",
+        ));
     } else {
         (ClientId::new(&c.client_id), false)
     };

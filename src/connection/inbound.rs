@@ -113,6 +113,19 @@ where
             }
             self.carried.awaiting_rel.insert(id);
         }
+        let max_levels = self.broker.config.mqtt.max_topic_levels;
+        if max_levels > 0 && too_many_levels(&p.topic, max_levels) {
+            self.broker.metrics.inc_limit_refusals();
+            let why = "the topic has more levels than the server allows (mqtt.max_topic_levels)";
+            tracing::info!(client = %self.client_id, "PUBLISH refused: {why}");
+            let reason = if self.neg.protocol.is_v5() {
+                ReasonCode::TopicNameInvalid
+            } else {
+                ReasonCode::Success
+            };
+            self.ack_publish(&p, reason, why);
+            return Ok(());
+        }
         if p.topic.starts_with(b"$SYS") {
             // The broker's own topics: no client writes them (as in Mosquitto).
             self.publish_denied(&p, "clients may not publish to $SYS topics");
@@ -274,6 +287,25 @@ where
             tracing::info!(client = %self.client_id, filter, "[MQTT-4.7.1-1] invalid topic filter in SUBSCRIBE");
             return Ok(ReasonCode::TopicFilterInvalid);
         }
+        let limits = &self.broker.config.mqtt;
+        if limits.max_topic_levels > 0
+            && too_many_levels(filter.as_bytes(), limits.max_topic_levels)
+        {
+            self.broker.metrics.inc_limit_refusals();
+            tracing::info!(client = %self.client_id, filter, "SUBSCRIBE refused: more topic levels than mqtt.max_topic_levels");
+            return Ok(ReasonCode::TopicFilterInvalid);
+        }
+        if limits.max_subscriptions > 0 {
+            let full = self.session.with_state(|st| {
+                st.subscriptions.len() >= limits.max_subscriptions
+                    && !st.subscriptions.contains_key(filter)
+            });
+            if full {
+                self.broker.metrics.inc_limit_refusals();
+                tracing::info!(client = %self.client_id, filter, max = limits.max_subscriptions, "SUBSCRIBE refused: the session holds mqtt.max_subscriptions subscriptions");
+                return Ok(ReasonCode::QuotaExceeded);
+            }
+        }
         if shared.is_some() && options.no_local {
             return Err(ConnError::protocol(
                 ReasonCode::ProtocolError,
@@ -403,4 +435,9 @@ where
         }
         self.deliver_backlog(backlog);
     }
+}
+
+/// True if `topic` has more than `max` levels (separated by `/`).
+fn too_many_levels(topic: &[u8], max: usize) -> bool {
+    topic.iter().filter(|&&b| b == b'/').count() >= max
 }
