@@ -121,10 +121,12 @@ impl Persistence {
     }
 
     /// client.disconnected, with the session's expiry interval in seconds (`u32::MAX`: it
-    /// never expires), so that a session left in the store expires after a restart too.
+    /// never expires), so that a session left in the store expires after a restart too. A
+    /// session with expiry 0 ends with its connection (its subscriptions are deleted now):
+    /// its item keeps the tutorial's shape, without `session_expires_at`.
     pub async fn client_disconnected(&self, client: &ClientId, session_expiry: u32) {
         let Some(a) = &self.actions else { return };
-        let expiry = (session_expiry != u32::MAX).then_some(session_expiry);
+        let expiry = (session_expiry != u32::MAX && session_expiry != 0).then_some(session_expiry);
         if let Err(e) = Box::pin(a.client_disconnected(client.as_str(), now_secs(), expiry)).await {
             self.failed("client.disconnected", client.as_str(), &e);
         }
