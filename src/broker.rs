@@ -48,6 +48,9 @@ pub(crate) struct RouteOutcome {
     pub(crate) dropped: usize,
     /// Sessions it was queued for over their bound: the publisher waits for them to drain.
     pub(crate) congested: Vec<Arc<Session>>,
+    /// In `sync` durability: resolves once the message's writes are stored; its
+    /// acknowledgement waits for it.
+    pub(crate) stored: Option<dynamq_store::Durable>,
 }
 
 impl Broker {
@@ -129,10 +132,9 @@ impl Broker {
     }
 
     /// Publishes an application message: updates the retained index if it is retained,
-    /// queues it for every matching subscription, and hands it to the store.
-    pub(crate) async fn publish(&self, msg: Arc<Message>) -> RouteOutcome {
-        // The store first: it gives the message its msgid, which acknowledgements refer to.
-        self.persistence.message_published(&msg).await;
+    /// queues it for every matching subscription, then hands its writes to the store (which
+    /// never waits: the message was given its msgid when it was built).
+    pub(crate) fn publish(&self, msg: Arc<Message>) -> RouteOutcome {
         if msg.retain {
             self.router.retained.set(&msg);
         }
@@ -166,6 +168,7 @@ impl Broker {
                 });
             }
         }
+        out.stored = self.persistence.message_published(&msg);
         out
     }
 
@@ -178,11 +181,10 @@ impl Broker {
             self.router.unsubscribe(session, filter);
         }
         self.persistence
-            .session_ended(&session.client_id, subs.keys().map(String::as_str))
-            .await;
+            .session_ended(&session.client_id, subs.keys().map(String::as_str));
         if let Some(will) = will {
             self.metrics.inc_wills_published();
-            self.publish(will).await;
+            self.publish(will);
         }
     }
 
@@ -269,7 +271,7 @@ mod tests {
         b.router.subscribe(&s, "t", &sub);
         let mut outcomes = Vec::new();
         for _ in 0..3 {
-            outcomes.push(b.publish(msg("t", QoS::AtLeastOnce)).await);
+            outcomes.push(b.publish(msg("t", QoS::AtLeastOnce)));
         }
         assert_eq!((outcomes[0].queued, outcomes[0].dropped), (1, 0));
         assert_eq!((outcomes[2].queued, outcomes[2].dropped), (0, 1));

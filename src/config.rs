@@ -75,10 +75,24 @@ pub enum Overflow {
     Drop,
 }
 
+/// What an acknowledgement of a QoS 1/2 PUBLISH promises about the store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Durability {
+    /// PUBACK / PUBREC as soon as the message is queued for its subscribers; its store writes
+    /// follow (a crash may lose the writes not yet stored).
+    #[default]
+    Async,
+    /// PUBACK / PUBREC once the message's writes are stored (DynamoDB answered, or the
+    /// embedded store committed). Only the publisher waits, up to its Receive Maximum.
+    Sync,
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct StoreSection {
     pub kind: StoreKind,
+    pub durability: Durability,
     pub overflow: Overflow,
     /// Most message ids kept in one mqtt_topic_msg_map item (keeps it under 400 KB).
     pub map_cap_per_topic: usize,
@@ -90,6 +104,7 @@ impl Default for StoreSection {
     fn default() -> Self {
         StoreSection {
             kind: StoreKind::Embedded,
+            durability: Durability::Async,
             overflow: Overflow::Wait,
             map_cap_per_topic: 5_000,
             dynamo: DynamoConfig::default(),

@@ -20,7 +20,7 @@ use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};
 use dynamq::auth::Auth;
 use dynamq::broker::Broker;
-use dynamq::config::{Config, Secret, StoreKind};
+use dynamq::config::{Config, Durability, Secret, StoreKind};
 use dynamq::persistence::setup;
 use dynamq::server;
 use dynamq_store::binding::Binding;
@@ -152,6 +152,10 @@ struct ServeArgs {
     /// Where state is kept: embedded (files in --data-dir), dynamo, or none.
     #[arg(long, value_parser = ["embedded", "dynamo", "none"])]
     store: Option<String>,
+    /// When a QoS 1/2 PUBLISH is acknowledged: `async` (once routed; its store writes follow)
+    /// or `sync` (once its store writes are stored). Overrides `store.durability`.
+    #[arg(long, value_parser = ["async", "sync"])]
+    durability: Option<String>,
     /// The tutorial's backend.dynamo.* file (DynamoDB settings and hooks), accepted as is.
     #[arg(long, value_name = "FILE")]
     backend_conf: Option<PathBuf>,
@@ -254,6 +258,13 @@ fn load_config(args: &ServeArgs) -> Result<(Config, Vec<Binding>)> {
         if !from_file.is_empty() {
             bindings = from_file;
         }
+    }
+    if let Some(d) = &args.durability {
+        config.store.durability = if d == "sync" {
+            Durability::Sync
+        } else {
+            Durability::Async
+        };
     }
     if let Some(kind) = &args.store {
         config.store.kind = match kind.as_str() {

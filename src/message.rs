@@ -4,7 +4,7 @@
 //! the per-subscription parts (QoS, retain flag, subscription identifiers) live in `Delivery`.
 
 use std::fmt;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -53,9 +53,9 @@ pub struct Message {
     pub expires_at: Option<Instant>,
     /// The publisher, for No Local [MQTT-3.8.3-3] and the stores' `sender`.
     pub sender: ClientId,
-    /// The store's id of this message (EMQX-compatible), set by the message.publish hook
-    /// before the message is routed; unset without a store.
-    pub msgid: OnceLock<MsgId>,
+    /// The store's id of this message (EMQX-compatible), given when the message is built
+    /// (`Persistence::new_msgid`); `None` without a store.
+    pub msgid: Option<MsgId>,
 }
 
 impl Message {
@@ -89,7 +89,7 @@ impl Message {
             properties: PublishProperties::default(),
             expires_at: None,
             sender: ClientId::new(sender),
-            msgid: Default::default(),
+            msgid: None,
         })
     }
 }

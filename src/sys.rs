@@ -18,6 +18,7 @@ use dynamq_codec::{PublishProperties, QoS};
 
 use crate::broker::Broker;
 use crate::message::{ClientId, Message};
+use dynamq_store::msgid::MsgId;
 
 /// The publisher of the `$SYS` messages (their `sender`, for No Local and the store).
 const SENDER: &str = "$SYS";
@@ -109,7 +110,7 @@ impl SysState {
 }
 
 /// A retained QoS 0 message from the broker.
-fn message(topic: &str, payload: String) -> Arc<Message> {
+fn message(topic: &str, payload: String, msgid: Option<MsgId>) -> Arc<Message> {
     Arc::new(Message {
         topic: Bytes::copy_from_slice(topic.as_bytes()),
         payload: Bytes::from(payload),
@@ -118,7 +119,7 @@ fn message(topic: &str, payload: String) -> Arc<Message> {
         properties: PublishProperties::default(),
         expires_at: None,
         sender: ClientId::new(SENDER),
-        msgid: Default::default(),
+        msgid,
     })
 }
 
@@ -133,7 +134,7 @@ pub(crate) async fn run(broker: Arc<Broker>, interval: Duration) {
             _ = broker.shutdown.cancelled() => return,
         }
         for (topic, payload) in state.changed(&broker) {
-            broker.publish(message(topic, payload)).await;
+            broker.publish(message(topic, payload, broker.persistence.new_msgid()));
         }
     }
 }

@@ -24,6 +24,10 @@ pub(crate) enum ConnError {
     /// (`slow_consumer_timeout_ms`).
     #[error("slow consumer: its full queue saw no progress for {0} ms")]
     SlowConsumer(u64),
+    /// A QoS 1/2 message could not be stored (sync durability) and a v3 client cannot be
+    /// told otherwise.
+    #[error("a QoS 1/2 message could not be stored (store.durability = sync)")]
+    NotStored,
 }
 
 impl ConnError {
@@ -39,6 +43,7 @@ impl ConnError {
             ConnError::Protocol { reason, .. } => Some(*reason),
             ConnError::KeepAliveTimeout(_) => Some(ReasonCode::KeepAliveTimeout),
             ConnError::SlowConsumer(_) => Some(ReasonCode::QuotaExceeded),
+            ConnError::NotStored => Some(ReasonCode::UnspecifiedError),
         }
     }
 

@@ -114,9 +114,7 @@ pub(super) async fn handshake<S: Transport>(
     tracing::debug!(client = %conn.client_id, peer = %conn.peer, ?protocol, present, "connected");
     persistence.client_connected(&conn.client_id).await;
     for (filter, _) in stale {
-        persistence
-            .session_unsubscribed(&conn.client_id, &filter)
-            .await;
+        persistence.session_unsubscribed(&conn.client_id, &filter);
     }
     conn.restore_subscriptions(restore).await;
     conn.resend_inflight();

@@ -100,7 +100,7 @@ where
             if self.carried.awaiting_rel.contains(&id) {
                 // A resend of a message already received: acknowledge, do not deliver twice
                 // [MQTT-4.3.3-9].
-                self.send(&Packet::PubRec(PubResp::new(id)));
+                self.send_ack(Packet::PubRec(PubResp::new(id)), None);
                 return Ok(());
             }
             if self.carried.awaiting_rel.len()
@@ -153,17 +153,19 @@ where
             },
             expires_at,
             sender: self.client_id.clone(),
-            msgid: Default::default(),
+            msgid: self.broker.persistence.new_msgid(),
         });
-        let out = self.broker.publish(msg).await;
+        let mut out = self.broker.publish(msg);
         let reason = if out.queued == 0 && out.dropped == 0 {
             ReasonCode::NoMatchingSubscribers
         } else {
             ReasonCode::Success
         };
-        // The message is queued everywhere it goes: acknowledged now; what the client sends
-        // next waits until the queues it went over drain (flow control).
-        self.ack_publish(&p, reason, "");
+        // The message is queued everywhere it goes: acknowledged now (in sync durability,
+        // once stored); what the client sends next waits until the queues it went over
+        // drain (flow control).
+        let stored = out.stored.take();
+        self.ack_publish_when(&p, reason, "", stored);
         self.pause_for(out.congested);
         Ok(())
     }
@@ -188,6 +190,17 @@ where
     /// PUBACK for QoS 1, PUBREC for QoS 2 [MQTT-4.3.2-2] [MQTT-4.3.3-2]; an error code
     /// carries `why` as its Reason String when the client allows it.
     fn ack_publish(&mut self, p: &Publish, reason: ReasonCode, why: &str) {
+        self.ack_publish_when(p, reason, why, None);
+    }
+
+    /// Like `ack_publish`, once `stored` resolves (sync durability, see `acks`).
+    fn ack_publish_when(
+        &mut self,
+        p: &Publish,
+        reason: ReasonCode,
+        why: &str,
+        stored: Option<dynamq_store::Durable>,
+    ) {
         let Some(packet_id) = p.packet_id else { return };
         let ack = PubResp {
             packet_id,
@@ -202,13 +215,23 @@ where
         };
         match p.qos {
             QoS::AtMostOnce => {}
-            QoS::AtLeastOnce => self.send(&Packet::PubAck(ack)),
+            QoS::AtLeastOnce => self.send_ack(Packet::PubAck(ack), stored),
             QoS::ExactlyOnce => {
                 if reason.is_error() {
                     self.carried.awaiting_rel.remove(&packet_id);
                 }
-                self.send(&Packet::PubRec(ack));
+                self.send_ack(Packet::PubRec(ack), stored);
             }
+        }
+    }
+
+    /// Sends a PUBACK or PUBREC now, or once `stored` resolves; behind those still waiting
+    /// in any case, so that they leave in order [MQTT-4.6.0-2].
+    fn send_ack(&mut self, ack: Packet, stored: Option<dynamq_store::Durable>) {
+        if stored.is_none() && self.acks.is_none() {
+            self.send(&ack);
+        } else {
+            self.defer_ack(ack, stored);
         }
     }
 
@@ -261,7 +284,7 @@ where
             replay_of,
         } in backlog
         {
-            let msgid = delivery.msg.msgid.get().copied();
+            let msgid = delivery.msg.msgid;
             let queued = self.broker.deliver(&self.session, delivery).is_queued();
             if let (true, Some(filter), Some(id)) = (queued, replay_of, msgid) {
                 replayed.push((filter, id));
@@ -387,8 +410,7 @@ where
             if removed {
                 self.broker
                     .persistence
-                    .session_unsubscribed(&self.client_id, filter)
-                    .await;
+                    .session_unsubscribed(&self.client_id, filter);
             }
             codes.push(if removed {
                 ReasonCode::Success

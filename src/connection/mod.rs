@@ -9,6 +9,7 @@
 //! A TCP connection that goes quiet hibernates: it gives up its task until it is woken
 //! (`parked` takes it apart and puts it back together, `hibernate` is where it waits).
 
+mod acks;
 mod connect;
 pub(crate) mod error;
 mod flow;
@@ -97,6 +98,8 @@ struct Conn<R, W> {
     /// Set while this client's own queue is full: since when, and its progress then (see
     /// `check_slow_consumer`).
     slow: Option<(Instant, u64)>,
+    /// Acknowledgements waiting for the store (`store.durability = "sync"`).
+    acks: Option<Box<acks::PendingAcks>>,
 }
 
 /// A connection's byte stream and what has been read from it, handed from the handshake
@@ -199,6 +202,7 @@ where
             read_hint: READ_MIN,
             paused: None,
             slow: None,
+            acks: None,
         }
     }
 
@@ -229,8 +233,9 @@ where
             // None while paused: the client is not read, so neither applies (the pause has
             // its own deadline, and restarts the keepalive when it ends).
             let hibernate_at = self.hibernate_after.map(|d| self.active_at + d);
+            let reading = self.paused.is_none() && !self.acks_full();
             let timer = match (self.neg.keep_alive > 0, hibernate_at) {
-                _ if self.paused.is_some() => None,
+                _ if !reading => None,
                 (true, Some(h)) => Some(self.deadline.min(h)),
                 (true, None) => Some(self.deadline),
                 (false, h) => h,
@@ -239,7 +244,6 @@ where
                 (Some(t), Some(s)) => Some(t.min(s)),
                 (t, s) => t.or(s),
             };
-            let reading = self.paused.is_none();
             tokio::select! {
                 biased;
                 _ = shutdown.cancelled() => return End::Shutdown,
@@ -274,9 +278,23 @@ where
                         }
                     }
                 },
+                r = acks::PendingAcks::head_ready(self.acks.as_deref_mut()), if self.acks.is_some() => {
+                    if let Err(e) = self.release_acks(r) {
+                        return End::Error(e);
+                    }
+                    if reading {
+                        continue;
+                    }
+                    // Read again: what was read and not handled when reading stopped.
+                    match self.handle_input().await {
+                        Ok(None) => {}
+                        Ok(Some(end)) => return end,
+                        Err(e) => return End::Error(e),
+                    }
+                }
                 // Also wakes the connection when another one takes the session over.
                 _ = session.notify.notified() => {}
-                _ = flow::ready(&self.broker, self.paused.as_deref_mut()), if !reading => {
+                _ = flow::ready(&self.broker, self.paused.as_deref_mut()), if self.paused.is_some() => {
                     self.end_pause();
                     // What was read and not handled when the pause began.
                     match self.handle_input().await {
@@ -350,7 +368,7 @@ where
     /// trickles a packet a byte at a time is still timed out [MQTT-3.1.2-22].
     async fn handle_input(&mut self) -> Result<Option<End>, ConnError> {
         let mut decoded = false;
-        while self.paused.is_none() {
+        while self.paused.is_none() && !self.acks_full() {
             let Some(packet) = self.decoder.decode(&mut self.rbuf)? else {
                 break;
             };
@@ -438,8 +456,7 @@ where
         let detached = self.session.release(conn_id);
         self.broker
             .persistence
-            .client_disconnected(&self.client_id, expiry)
-            .await;
+            .client_disconnected(&self.client_id, expiry);
         match detached {
             // Still ours: the session ends now or when its expiry interval runs out.
             Some(_) if expiry == 0 => self.broker.end_session(&self.session).await,

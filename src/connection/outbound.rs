@@ -157,12 +157,10 @@ where
     /// the delivery is done (message.acked).
     pub(super) async fn on_delivery_acked(&mut self, ack: PubResp, expected: OutState) {
         match self.carried.inflight.complete(ack.packet_id, expected) {
-            Some(e) => {
-                self.broker
-                    .persistence
-                    .message_acked(&self.client_id, &e.delivery.msg)
-                    .await
-            }
+            Some(e) => self
+                .broker
+                .persistence
+                .message_acked(&self.client_id, &e.delivery.msg),
             None => {
                 tracing::debug!(client = %self.client_id, packet_id = ack.packet_id, ?expected, "acknowledgement for no message in flight")
             }

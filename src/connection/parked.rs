@@ -138,6 +138,7 @@ where
             && self.wbuf.is_empty()
             && self.paused.is_none()
             && self.slow.is_none()
+            && self.acks.is_none()
             && !self.session.has_sendable(self.inflight_room())
     }
 

@@ -52,11 +52,11 @@ where
                 .message_expiry_interval
                 .map(|s| Instant::now() + Duration::from_secs(u64::from(s))),
             sender: self.client_id.clone(),
-            msgid: Default::default(),
+            msgid: self.broker.persistence.new_msgid(),
         });
         if delay == 0 {
             self.broker.metrics.inc_wills_published();
-            self.broker.publish(msg).await;
+            self.broker.publish(msg);
             return;
         }
         let cancel = CancellationToken::new();
@@ -80,7 +80,7 @@ where
             });
             if still_ours {
                 broker.metrics.inc_wills_published();
-                broker.publish(msg).await;
+                broker.publish(msg);
             }
         });
     }

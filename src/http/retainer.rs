@@ -6,6 +6,8 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use dynamq_store::msgid::MsgId;
+
 use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::StatusCode;
@@ -30,7 +32,7 @@ fn retained_json(m: &Message) -> Value {
         "qos": m.qos as u8,
         "payload": B64.encode(&m.payload),
         "from_clientid": m.sender.as_str(),
-        "msgid": m.msgid.get().map(ToString::to_string),
+        "msgid": m.msgid.map(|id| id.to_string()),
     })
 }
 
@@ -74,13 +76,18 @@ pub(super) async fn delete(
     if broker.router.retained.get(&topic).is_none() {
         return not_found();
     }
-    broker
-        .publish(message(&topic, Bytes::new(), QoS::AtMostOnce, true))
-        .await;
+    let msgid = broker.persistence.new_msgid();
+    broker.publish(message(&topic, Bytes::new(), QoS::AtMostOnce, true, msgid));
     StatusCode::NO_CONTENT.into_response()
 }
 
-fn message(topic: &str, payload: Bytes, qos: QoS, retain: bool) -> Arc<Message> {
+fn message(
+    topic: &str,
+    payload: Bytes,
+    qos: QoS,
+    retain: bool,
+    msgid: Option<MsgId>,
+) -> Arc<Message> {
     Arc::new(Message {
         topic: Bytes::copy_from_slice(topic.as_bytes()),
         payload,
@@ -89,7 +96,7 @@ fn message(topic: &str, payload: Bytes, qos: QoS, retain: bool) -> Arc<Message> 
         properties: PublishProperties::default(),
         expires_at: None,
         sender: ClientId::new(SENDER),
-        msgid: Default::default(),
+        msgid,
     })
 }
 
@@ -133,8 +140,14 @@ pub(super) async fn publish(State(broker): State<Arc<Broker>>, body: Bytes) -> R
     if payload.len() > broker.config.mqtt.max_packet_size as usize {
         return json::bad_request("payload larger than mqtt.max_packet_size");
     }
-    let msg = message(&req.topic, payload, qos, req.retain);
-    broker.publish(msg.clone()).await;
-    let id = msg.msgid.get().map(ToString::to_string);
+    let msg = message(
+        &req.topic,
+        payload,
+        qos,
+        req.retain,
+        broker.persistence.new_msgid(),
+    );
+    broker.publish(msg.clone());
+    let id = msg.msgid.map(|id| id.to_string());
     json::reply(StatusCode::OK, &json!({ "id": id }))
 }

@@ -19,6 +19,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use dynamq_codec::{PublishProperties, QoS};
+use dynamq_store::Durable;
 use dynamq_store::actions::{Actions, ActionsError, ActionsStats, PublishedMessage};
 use dynamq_store::msgid::MsgId;
 use dynamq_store::record::{MessageProps, MessageRecord, now_millis};
@@ -34,6 +35,8 @@ const ENDED_KEEP: Duration = Duration::from_secs(600);
 #[derive(Default)]
 pub struct Persistence {
     actions: Option<Arc<Actions>>,
+    /// `store.durability = "sync"`: a QoS 1/2 message is acknowledged once stored.
+    sync: bool,
     /// Written to mqtt_client.node.
     node: String,
     /// Store operations that failed (each also logged).
@@ -57,9 +60,10 @@ impl Persistence {
         Persistence::default()
     }
 
-    pub fn with_actions(actions: Actions, node: &str) -> Persistence {
+    pub fn with_actions(actions: Actions, node: &str, sync: bool) -> Persistence {
         Persistence {
             actions: Some(Arc::new(actions)),
+            sync,
             node: node.to_string(),
             errors: AtomicU64::new(0),
             ended: Mutex::default(),
@@ -68,6 +72,17 @@ impl Persistence {
 
     pub fn actions(&self) -> Option<&Arc<Actions>> {
         self.actions.as_ref()
+    }
+
+    /// True if QoS 1/2 messages are acknowledged only once stored (`store.durability`).
+    pub fn is_sync(&self) -> bool {
+        self.sync
+    }
+
+    /// The msgid of a message being built (clock, node, sequence: no I/O); `None` without a
+    /// store.
+    pub fn new_msgid(&self) -> Option<MsgId> {
+        self.actions.as_ref().map(|a| a.next_msgid())
     }
 
     pub fn errors(&self) -> u64 {
@@ -124,10 +139,10 @@ impl Persistence {
     /// never expires), so that a session left in the store expires after a restart too. A
     /// session with expiry 0 ends with its connection (its subscriptions are deleted now):
     /// its item keeps the tutorial's shape, without `session_expires_at`.
-    pub async fn client_disconnected(&self, client: &ClientId, session_expiry: u32) {
+    pub fn client_disconnected(&self, client: &ClientId, session_expiry: u32) {
         let Some(a) = &self.actions else { return };
         let expiry = (session_expiry != u32::MAX && session_expiry != 0).then_some(session_expiry);
-        if let Err(e) = Box::pin(a.client_disconnected(client.as_str(), now_secs(), expiry)).await {
+        if let Err(e) = a.client_disconnected(client.as_str(), now_secs(), expiry) {
             self.failed("client.disconnected", client.as_str(), &e);
         }
     }
@@ -159,13 +174,13 @@ impl Persistence {
 
     /// A session ended: its subscriptions end with it, in the store too, so that a later
     /// session of this client does not get them back [MQTT-3.1.2-6].
-    pub async fn session_ended(&self, client: &ClientId, filters: impl Iterator<Item = &str>) {
+    pub fn session_ended<'a>(&self, client: &ClientId, filters: impl Iterator<Item = &'a str>) {
         if self.actions.is_none() {
             return;
         }
         self.remember_ended(client);
         for filter in filters {
-            self.session_unsubscribed(client, filter).await;
+            self.session_unsubscribed(client, filter);
         }
     }
 
@@ -213,16 +228,19 @@ impl Persistence {
     }
 
     /// session.unsubscribed
-    pub async fn session_unsubscribed(&self, client: &ClientId, filter: &str) {
+    pub fn session_unsubscribed(&self, client: &ClientId, filter: &str) {
         let Some(a) = &self.actions else { return };
-        if let Err(e) = Box::pin(a.unsubscribed(client.as_str(), filter)).await {
+        if let Err(e) = a.unsubscribed(client.as_str(), filter) {
             self.failed("session.unsubscribed", client.as_str(), &e);
         }
     }
 
-    /// message.publish: stores the message as configured and gives it its msgid.
-    pub async fn message_published(&self, msg: &Arc<Message>) {
-        let Some(a) = &self.actions else { return };
+    /// message.publish: hands the message's writes to the store (never waits). In `sync`
+    /// durability, for a QoS 1/2 message that has writes, returns what resolves once they
+    /// are stored: its acknowledgement waits for that.
+    pub fn message_published(&self, msg: &Message) -> Option<Durable> {
+        let a = self.actions.as_ref()?;
+        let id = msg.msgid?;
         let published = PublishedMessage {
             topic: msg.topic_str(),
             sender: msg.sender.as_str(),
@@ -231,19 +249,21 @@ impl Persistence {
             payload: &msg.payload,
             props: stored_props(msg),
         };
-        match Box::pin(a.message_published(published)).await {
-            Ok(id) => {
-                let _ = msg.msgid.set(id);
+        let durable = self.sync && msg.qos != QoS::AtMostOnce;
+        match a.message_published(published, id, durable) {
+            Ok(d) => d,
+            Err(e) => {
+                self.failed("message.publish", msg.sender.as_str(), &e);
+                None
             }
-            Err(e) => self.failed("message.publish", msg.sender.as_str(), &e),
         }
     }
 
     /// message.acked: the client acknowledged a message that has a msgid.
-    pub async fn message_acked(&self, client: &ClientId, msg: &Arc<Message>) {
+    pub fn message_acked(&self, client: &ClientId, msg: &Message) {
         let Some(a) = &self.actions else { return };
-        let Some(id) = msg.msgid.get() else { return };
-        if let Err(e) = Box::pin(a.message_acked(client.as_str(), msg.topic_str(), *id)).await {
+        let Some(id) = msg.msgid else { return };
+        if let Err(e) = a.message_acked(client.as_str(), msg.topic_str(), id) {
             self.failed("message.acked", client.as_str(), &e);
         }
     }
@@ -278,8 +298,7 @@ fn stored_props(msg: &Message) -> MessageProps {
 /// and its expiry back on the broker's clock (the interval forwarded is what remains of it,
 /// see `Message::remaining_expiry`).
 fn message_from_record(r: MessageRecord) -> Message {
-    let msgid = std::sync::OnceLock::new();
-    let _ = msgid.set(r.msgid);
+    let msgid = Some(r.msgid);
     let now = Instant::now();
     let p = r.props.map(|p| *p).unwrap_or_default();
     let expires_at = p

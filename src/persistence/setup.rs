@@ -10,7 +10,7 @@ use dynamq_store::binding::{Action, Binding, Event, default_bindings, parse_dura
 use dynamq_store::dynamo::DynamoConfig;
 
 use super::Persistence;
-use crate::config::{Config, HookEntry, Overflow, StoreKind};
+use crate::config::{Config, Durability, HookEntry, Overflow, StoreKind};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SetupError {
@@ -116,5 +116,9 @@ pub async fn build(config: &Config, bindings: Vec<Binding>) -> Result<Persistenc
     };
     bc.map_cap_per_topic = config.store.map_cap_per_topic;
     let actions = Actions::new(bc, bindings).await?;
-    Ok(Persistence::with_actions(actions, &config.node_name))
+    Ok(Persistence::with_actions(
+        actions,
+        &config.node_name,
+        config.store.durability == Durability::Sync,
+    ))
 }

@@ -51,16 +51,19 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let topic_names: Vec<String> = (0..topics).map(|i| format!("bench/{i}")).collect();
     let start = Instant::now();
     for i in 0..n {
-        actions
-            .message_published(PublishedMessage {
+        let id = actions.next_msgid();
+        actions.message_published(
+            PublishedMessage {
                 topic: &topic_names[i % topics],
                 sender: "bench",
                 qos: 1,
                 retain: false,
                 payload: &payload,
                 props: Default::default(),
-            })
-            .await?;
+            },
+            id,
+            false,
+        )?;
     }
     let queued = start.elapsed();
     actions.flush().await?;

@@ -74,4 +74,4 @@ pub use binding::{Action, Binding, Event, default_bindings};
 pub use error::StoreError;
 pub use msgid::{MsgId, MsgIdGen};
 pub use store::Store;
-pub use writer::{Writer, WriterConfig, WriterStats};
+pub use writer::{Durable, NotStored, Writer, WriterConfig, WriterStats};

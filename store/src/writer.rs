@@ -113,11 +113,37 @@ enum Msg {
     Flush(oneshot::Sender<()>),
 }
 
+/// Why ops pushed with [`Writer::push_durable`] are not known to be stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum NotStored {
+    #[error("store writer has stopped")]
+    WriterClosed,
+}
+
+/// Resolves once the ops given to [`Writer::push_durable`] are applied and durable in the
+/// store (DynamoDB answered; the embedded store's transaction committed).
+#[derive(Debug)]
+pub struct Durable(oneshot::Receiver<()>);
+
+impl std::future::Future for Durable {
+    type Output = Result<(), NotStored>;
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        std::pin::Pin::new(&mut self.0)
+            .poll(cx)
+            .map(|r| r.map_err(|_| NotStored::WriterClosed))
+    }
+}
+
 /// Handle to a store's writer task. Cloning is cheap; the task drains and stops when the last
 /// handle is dropped.
 #[derive(Debug, Clone)]
 pub struct Writer {
-    tx: mpsc::Sender<Msg>,
+    tx: mpsc::UnboundedSender<Msg>,
+    capacity: usize,
     counters: Arc<Counters>,
 }
 
@@ -131,11 +157,11 @@ impl std::fmt::Debug for Msg {
 }
 
 impl Msg {
-    /// The op of a message that try_submit sent (it sends nothing else).
+    /// The op of a message that `send_op` sent (it sends nothing else).
     fn into_op(self) -> WriteOp {
         match self {
             Msg::Op(op) => op,
-            Msg::Flush(_) => unreachable!("try_submit only sends ops"),
+            Msg::Flush(_) => unreachable!("send_op only sends ops"),
         }
     }
 }
@@ -158,7 +184,8 @@ impl Writer {
             max_batch: config.max_batch.max(1),
             ..config
         };
-        let (tx, rx) = mpsc::channel(config.queue_capacity);
+        let (tx, rx) = mpsc::unbounded_channel();
+        let capacity = config.queue_capacity;
         let counters = Arc::new(Counters::default());
         let batcher = Batcher {
             store,
@@ -174,42 +201,70 @@ impl Writer {
             tasks: JoinSet::new(),
         };
         let task = tokio::spawn(batcher.run(rx));
-        (Writer { tx, counters }, task)
+        (
+            Writer {
+                tx,
+                capacity,
+                counters,
+            },
+            task,
+        )
     }
 
-    /// Queues an op, waiting while the queue is full (backpressure).
-    pub async fn submit(&self, op: WriteOp) -> Result<(), WriterClosed> {
-        self.tx.send(Msg::Op(op)).await.map_err(|_| WriterClosed)?;
+    /// Queues an op without ever waiting.
+    pub fn push(&self, op: WriteOp) -> Result<(), WriterClosed> {
+        self.send_op(op).map_err(|_| WriterClosed)
+    }
+
+    /// Sends an op to the batcher; hands it back if the batcher has stopped.
+    fn send_op(&self, op: WriteOp) -> Result<(), Box<WriteOp>> {
+        self.tx
+            .send(Msg::Op(op))
+            .map_err(|e| Box::new(e.0.into_op()))?;
         self.counters.submitted.fetch_add(1, Ordering::Relaxed);
         Ok(())
     }
 
-    /// Queues an op without waiting; `Full` when the queue is full (counted in
-    /// `rejected_full`: the caller decides whether to log or wait).
-    pub fn try_submit(&self, op: WriteOp) -> Result<(), SubmitError> {
-        match self.tx.try_send(Msg::Op(op)) {
-            Ok(()) => {
-                self.counters.submitted.fetch_add(1, Ordering::Relaxed);
-                Ok(())
-            }
-            Err(mpsc::error::TrySendError::Full(msg)) => {
-                self.counters.rejected_full.fetch_add(1, Ordering::Relaxed);
-                Err(SubmitError::Full(Box::new(msg.into_op())))
-            }
-            Err(mpsc::error::TrySendError::Closed(msg)) => {
-                Err(SubmitError::Closed(Box::new(msg.into_op())))
-            }
+    /// Queues ops without waiting, and returns what resolves once they are durable in the
+    /// store (for acknowledgements that promise it: `--durability sync`).
+    pub fn push_durable(
+        &self,
+        ops: impl IntoIterator<Item = WriteOp>,
+    ) -> Result<Durable, WriterClosed> {
+        for op in ops {
+            self.push(op)?;
         }
+        let (tx, rx) = oneshot::channel();
+        self.tx.send(Msg::Flush(tx)).map_err(|_| WriterClosed)?;
+        Ok(Durable(rx))
+    }
+
+    /// Queues an op (never waits; kept for callers in async code).
+    pub async fn submit(&self, op: WriteOp) -> Result<(), WriterClosed> {
+        self.push(op)
+    }
+
+    /// Queues an op unless `queue_capacity` ops wait already: then `Full` (counted in
+    /// `rejected_full`).
+    pub fn try_submit(&self, op: WriteOp) -> Result<(), SubmitError> {
+        let c = &self.counters;
+        let waiting = c.submitted.load(Ordering::Relaxed).saturating_sub(
+            c.written.load(Ordering::Relaxed)
+                + c.failed.load(Ordering::Relaxed)
+                + c.coalesced.load(Ordering::Relaxed),
+        );
+        if waiting >= self.capacity as u64 {
+            c.rejected_full.fetch_add(1, Ordering::Relaxed);
+            return Err(SubmitError::Full(Box::new(op)));
+        }
+        self.send_op(op).map_err(SubmitError::Closed)
     }
 
     /// Resolves when every op submitted before this call has been applied or counted as
     /// failed. During an outage this waits for the store: wrap it in a timeout at shutdown.
     pub async fn flush(&self) -> Result<(), WriterClosed> {
         let (tx, rx) = oneshot::channel();
-        self.tx
-            .send(Msg::Flush(tx))
-            .await
-            .map_err(|_| WriterClosed)?;
+        self.tx.send(Msg::Flush(tx)).map_err(|_| WriterClosed)?;
         rx.await.map_err(|_| WriterClosed)
     }
 
@@ -335,7 +390,7 @@ struct Batcher<S> {
 }
 
 impl<S: Store> Batcher<S> {
-    async fn run(mut self, mut rx: mpsc::Receiver<Msg>) {
+    async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Msg>) {
         let mut closed = false;
         loop {
             self.dispatch();

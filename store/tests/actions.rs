@@ -14,15 +14,17 @@ use dynamq_store::record::MessageRecord;
 use dynamq_store::store::Store;
 
 async fn publish(b: &Actions, topic: &str, qos: u8, retain: bool, payload: &[u8]) -> MsgId {
-    b.message_published(PublishedMessage {
-        topic,
-        sender: "pub1",
-        qos,
-        retain,
-        payload: &Bytes::copy_from_slice(payload),
-        props: Default::default(),
-    })
-    .await
+    common::publish(
+        b,
+        PublishedMessage {
+            topic,
+            sender: "pub1",
+            qos,
+            retain,
+            payload: &Bytes::copy_from_slice(payload),
+            props: Default::default(),
+        },
+    )
     .expect("publish")
 }
 
@@ -73,7 +75,6 @@ async fn client_connect_disconnect(kind: Kind) {
         ("node-a", 1, 1000, 0)
     );
     b.client_disconnected("c1", 1500, None)
-        .await
         .expect("disconnected");
     b.flush().await.expect("flush");
     let rec = b.store().client("c1").await.expect("read").expect("exists");
@@ -90,9 +91,7 @@ async fn client_connect_disconnect(kind: Kind) {
     b.client_connected("c2", "node-a", 10)
         .await
         .expect("connected");
-    b.client_disconnected("c2", 11, None)
-        .await
-        .expect("disconnected");
+    b.client_disconnected("c2", 11, None).expect("disconnected");
     b.flush().await.expect("flush");
     let rec = b.store().client("c2").await.expect("read").expect("exists");
     assert_eq!(
@@ -112,7 +111,7 @@ async fn subscriptions_restored(kind: Kind) {
     let mut subs = b.session_created("c1", 0).await.expect("lookup");
     subs.sort();
     assert_eq!(subs, vec![("a/b".to_owned(), 1), ("x/#".to_owned(), 0)]);
-    b.unsubscribed("c1", "a/b").await.expect("unsub");
+    b.unsubscribed("c1", "a/b").expect("unsub");
     b.flush().await.expect("flush");
     assert_eq!(
         b.session_created("c1", 0).await.expect("lookup"),
@@ -261,7 +260,7 @@ async fn queue_fetch_and_ack(kind: Kind) {
     assert_eq!(b.stats().duplicates_skipped, 5);
 
     // Ack m1: acked row, message and map entry gone.
-    b.message_acked("c1", "q/a", m1).await.expect("ack");
+    b.message_acked("c1", "q/a", m1).expect("ack");
     b.flush().await.expect("flush");
     assert_eq!(b.store().acked("q/a", "c1").await.expect("acked"), Some(m1));
     assert!(b.store().messages(&[m1]).await.expect("read").is_empty());
@@ -270,7 +269,7 @@ async fn queue_fetch_and_ack(kind: Kind) {
     assert_eq!(got.iter().map(|m| m.msgid).collect::<Vec<_>>(), vec![m3]);
 
     // on_acked_delete: unsubscribing the wildcard filter deletes the acked rows it covers.
-    b.unsubscribed("c1", "q/#").await.expect("unsub");
+    b.unsubscribed("c1", "q/#").expect("unsub");
     b.flush().await.expect("flush");
     // q/a is still a stored topic (m3), so its acked row was found through the index.
     assert_eq!(b.store().acked("q/a", "c1").await.expect("acked"), None);
@@ -296,7 +295,6 @@ async fn replay_only_what_arrived_while_offline(kind: Kind) {
     // "back" was connected and left; a message arrives while it is away.
     b.client_connected("back", "n", 1).await.expect("connected");
     b.client_disconnected("back", 0, None)
-        .await
         .expect("disconnected");
     b.flush().await.expect("flush");
     let offline_at = old.timestamp_secs() + 1;
@@ -305,7 +303,6 @@ async fn replay_only_what_arrived_while_offline(kind: Kind) {
         offline_at,
         session_expires_at: None,
     })
-    .await
     .expect("write");
     b.flush().await.expect("flush");
     tokio::time::sleep(Duration::from_millis(1100)).await;
@@ -323,10 +320,10 @@ async fn acked_delete_exact(kind: Kind) {
     let place = Place::new(kind, "ackdel").await;
     let b = place.actions().await;
     let m = publish(&b, "e/t", 1, false, b"x").await;
-    b.message_acked("c1", "e/t", m).await.expect("ack");
+    b.message_acked("c1", "e/t", m).expect("ack");
     b.flush().await.expect("flush");
     assert_eq!(b.store().acked("e/t", "c1").await.expect("acked"), Some(m));
-    b.unsubscribed("c1", "e/t").await.expect("unsub");
+    b.unsubscribed("c1", "e/t").expect("unsub");
     b.flush().await.expect("flush");
     assert_eq!(b.store().acked("e/t", "c1").await.expect("acked"), None);
 }
@@ -351,9 +348,9 @@ async fn pubsub_cursor(kind: Kind) {
         got.iter().map(|m| m.msgid).collect::<Vec<_>>(),
         vec![m1, m2, m3]
     );
-    b.message_acked("a", "p/t", m1).await.expect("ack");
-    b.message_acked("a", "p/t", m2).await.expect("ack");
-    b.client_disconnected("a", 1, None).await.expect("disc");
+    b.message_acked("a", "p/t", m1).expect("ack");
+    b.message_acked("a", "p/t", m2).expect("ack");
+    b.client_disconnected("a", 1, None).expect("disc");
     b.flush().await.expect("flush");
     // Messages stay for others; the cursor moved.
     assert_eq!(
@@ -393,13 +390,11 @@ async fn max_count_and_time_range(kind: Kind) {
         arrived: old.timestamp_secs(),
         props: Default::default(),
     }))
-    .await
     .expect("write");
     b.write(WriteOp::MapAdd {
         topic: "l/t".into(),
         msgids: vec![old],
     })
-    .await
     .expect("write");
     b.flush().await.expect("flush");
     b.refresh_indexes().await.expect("refresh");

@@ -87,21 +87,22 @@ async fn items_have_the_tutorial_shapes() {
         payload: &payload,
         props: Default::default(),
     };
-    let retained = b.message_published(pm(0, true)).await.expect("retain");
-    let stored = b.message_published(pm(1, false)).await.expect("publish");
+    let retained = common::publish(&b, pm(0, true)).expect("retain");
+    let stored = common::publish(&b, pm(1, false)).expect("publish");
     b.message_acked("mqttjs_673dd52f4f", "testtopic", retained)
-        .await
         .expect("ack");
     let binary = Bytes::from_static(&[0xde, 0xad, 0xbe, 0xef]);
-    b.message_published(PublishedMessage {
-        topic: "bin",
-        sender: "x",
-        qos: 1,
-        retain: false,
-        payload: &binary,
-        props: Default::default(),
-    })
-    .await
+    common::publish(
+        &b,
+        PublishedMessage {
+            topic: "bin",
+            sender: "x",
+            qos: 1,
+            retain: false,
+            payload: &binary,
+            props: Default::default(),
+        },
+    )
     .expect("publish binary");
     b.flush().await.expect("flush");
     let client = shared().client().await.sdk().clone();
@@ -195,9 +196,7 @@ async fn items_have_the_tutorial_shapes() {
     );
 
     // Removing the last id leaves {topic}; readers see an empty set.
-    b.message_acked("c", "testtopic", stored)
-        .await
-        .expect("ack");
+    b.message_acked("c", "testtopic", stored).expect("ack");
     b.flush().await.expect("flush");
     assert!(
         b.store()

@@ -20,28 +20,25 @@ async fn expired_session_is_deleted_at_lookup(kind: Kind) {
             .expect("connected");
         b.subscribed(client, "s/t", 1, true).await.expect("sub");
     }
-    let m = b
-        .message_published(PublishedMessage {
+    let m = common::publish(
+        &b,
+        PublishedMessage {
             topic: "s/t",
             sender: "p",
             qos: 1,
             retain: false,
             payload: &Bytes::from_static(b"x"),
             props: MessageProps::default(),
-        })
-        .await
-        .expect("publish");
-    b.message_acked("gone", "s/t", m).await.expect("ack");
+        },
+    )
+    .expect("publish");
+    b.message_acked("gone", "s/t", m).expect("ack");
     // Away from 2,000: "gone" for 60 s, "kept" for an hour, "forever" without expiry.
     b.client_disconnected("gone", 2_000, Some(60))
-        .await
         .expect("disc");
     b.client_disconnected("kept", 2_000, Some(3_600))
-        .await
         .expect("disc");
-    b.client_disconnected("forever", 2_000, None)
-        .await
-        .expect("disc");
+    b.client_disconnected("forever", 2_000, None).expect("disc");
     b.close().await.expect("close");
 
     // The broker restarts; the clients come back at 2,100.
@@ -111,9 +108,7 @@ async fn expired_sessions_are_swept_at_start(kind: Kind) {
             .await
             .expect("connected");
         b.subscribed(client, "w/#", 1, true).await.expect("sub");
-        b.client_disconnected(client, 2_000, expiry)
-            .await
-            .expect("disc");
+        b.client_disconnected(client, 2_000, expiry).expect("disc");
     }
     b.close().await.expect("close");
 

@@ -36,15 +36,17 @@ async fn publish_props(
     payload: &[u8],
     props: &MessageProps,
 ) -> MsgId {
-    b.message_published(PublishedMessage {
-        topic,
-        sender: "pub5",
-        qos,
-        retain,
-        payload: &Bytes::copy_from_slice(payload),
-        props: props.clone(),
-    })
-    .await
+    common::publish(
+        b,
+        PublishedMessage {
+            topic,
+            sender: "pub5",
+            qos,
+            retain,
+            payload: &Bytes::copy_from_slice(payload),
+            props: props.clone(),
+        },
+    )
     .expect("publish")
 }
 

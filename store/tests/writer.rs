@@ -12,7 +12,7 @@ use dynamq_store::msgid::MsgId;
 use dynamq_store::op::{OpKey, WriteOp};
 use dynamq_store::record::{ClientRecord, MessageRecord, RetainRecord, SubRecord};
 use dynamq_store::store::{Store, WriteFailure};
-use dynamq_store::writer::{SubmitError, Writer, WriterConfig};
+use dynamq_store::writer::{Writer, WriterConfig};
 use parking_lot::Mutex;
 use tokio::sync::Semaphore;
 
@@ -358,36 +358,4 @@ async fn max_attempts_gives_up_and_counts() {
     w.flush().await.expect("flush");
     let s = w.stats();
     assert_eq!((s.failed, s.retries), (1, 2), "{s:?}");
-}
-
-#[tokio::test]
-async fn full_queue_pushes_back() {
-    let store = Arc::new(FakeStore::gated());
-    let mut cfg = config(1);
-    cfg.queue_capacity = 2;
-    let w = Writer::spawn(store.clone(), cfg);
-    let mut full = 0;
-    for i in 0..20 {
-        match w.try_submit(WriteOp::PutMsg(msg(i, "x"))) {
-            Ok(()) => {}
-            Err(SubmitError::Full(_)) => full += 1,
-            Err(e) => panic!("{e}"),
-        }
-        tokio::task::yield_now().await;
-    }
-    assert!(full > 0);
-    assert_eq!(w.stats().rejected_full, full);
-    // submit() waits instead, and completes once the store moves.
-    let w2 = w.clone();
-    let waiting = tokio::spawn(async move { w2.submit(WriteOp::PutMsg(msg(99, "late"))).await });
-    tokio::time::sleep(Duration::from_millis(50)).await;
-    assert!(
-        !waiting.is_finished(),
-        "submit should wait while the queue is full"
-    );
-    store.open_gate();
-    waiting.await.expect("join").expect("submit");
-    w.flush().await.expect("flush");
-    let s = w.stats();
-    assert_eq!(s.written, s.submitted);
 }

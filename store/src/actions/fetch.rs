@@ -169,7 +169,7 @@ impl Actions {
                 continue;
             }
             if delete_messages {
-                self.remove_stored(topic, gone).await?;
+                self.remove_stored(topic, gone)?;
             } else {
                 {
                     let mut index = self.stored.write();
@@ -182,8 +182,7 @@ impl Actions {
                 self.submit(crate::op::WriteOp::MapRemove {
                     topic: topic.clone(),
                     msgids: gone,
-                })
-                .await?;
+                })?;
             }
         }
         Ok(())

@@ -24,7 +24,7 @@ use crate::msgid::{MsgId, MsgIdGen};
 use crate::op::WriteOp;
 use crate::record::{AckedRecord, ClientRecord, MessageRecord, RetainRecord, SubRecord};
 use crate::store::Store;
-use crate::writer::{SubmitError, Writer, WriterClosed, WriterConfig};
+use crate::writer::{Durable, SubmitError, Writer, WriterClosed, WriterConfig};
 pub use types::{
     ActionsConfig, ActionsError, ActionsStats, OverflowPolicy, PublishedMessage, StoreConfig,
 };
@@ -169,7 +169,7 @@ impl Actions {
             // Read at start, before any client can publish a newer retained message on
             // these topics: the delete removes only the expired one.
             for topic in expired {
-                self.submit(WriteOp::DeleteRetain { topic }).await?;
+                self.submit(WriteOp::DeleteRetain { topic })?;
             }
         }
         Ok(Some(all))
@@ -190,9 +190,10 @@ impl Actions {
         self.bindings.iter().any(|h| h.action == action)
     }
 
-    async fn submit(&self, op: WriteOp) -> Result<(), ActionsError> {
+    /// Queues a write; never waits (the writer buffers it).
+    fn submit(&self, op: WriteOp) -> Result<(), ActionsError> {
         match self.overflow {
-            OverflowPolicy::Wait => Ok(self.writer.submit(op).await?),
+            OverflowPolicy::Wait => Ok(self.writer.push(op)?),
             OverflowPolicy::Drop => match self.writer.try_submit(op) {
                 Ok(()) => Ok(()),
                 Err(SubmitError::Full(op)) => {
@@ -241,8 +242,7 @@ impl Actions {
                 online_at: now,
                 offline_at: 0,
                 session_expires_at: None,
-            }))
-            .await?;
+            }))?;
         }
         Ok(())
     }
@@ -251,7 +251,7 @@ impl Actions {
     /// `session_expires_at` = now + `session_expiry` seconds (`None`: the session never
     /// expires). The client's replay-dedup memory is dropped (a new connection may replay
     /// again).
-    pub async fn client_disconnected(
+    pub fn client_disconnected(
         &self,
         clientid: &str,
         now: u64,
@@ -264,8 +264,7 @@ impl Actions {
                 clientid: clientid.to_owned(),
                 offline_at: now,
                 session_expires_at: session_expiry.map(|s| now.saturating_add(u64::from(s))),
-            })
-            .await?;
+            })?;
         }
         Ok(())
     }
@@ -288,8 +287,7 @@ impl Actions {
                 clientid: clientid.to_owned(),
                 topic: filter.to_owned(),
                 qos,
-            }))
-            .await?;
+            }))?;
         }
         if qos == 0 || !is_new {
             return Ok(Vec::new());
@@ -341,7 +339,7 @@ impl Actions {
     /// session.unsubscribed: deletes the stored subscription (when on_subscribe_lookup is
     /// configured) and, with on_acked_delete, mqtt_acked[filter, clientid] (and, for a
     /// wildcard filter, the rows of the stored topics it matches).
-    pub async fn unsubscribed(&self, clientid: &str, filter: &str) -> Result<(), ActionsError> {
+    pub fn unsubscribed(&self, clientid: &str, filter: &str) -> Result<(), ActionsError> {
         if let Some(subs) = self.delivered.lock().get_mut(clientid) {
             subs.remove(filter);
         }
@@ -349,8 +347,7 @@ impl Actions {
             self.submit(WriteOp::DeleteSub {
                 clientid: clientid.to_owned(),
                 topic: filter.to_owned(),
-            })
-            .await?;
+            })?;
         }
         let real = dynamq_codec::topic::parse_shared(filter).map_or(filter, |(_, f)| f);
         if self.binding(Action::OnAckedDelete, real).is_some() {
@@ -368,22 +365,30 @@ impl Actions {
                 self.submit(WriteOp::DeleteAcked {
                     topic,
                     clientid: clientid.to_owned(),
-                })
-                .await?;
+                })?;
             }
         }
         Ok(())
     }
 
-    /// message.publish. Gives the message its msgid (returned: keep it with the message and
-    /// pass it to [`Actions::message_acked`]) and runs on_message_publish (QoS > 0: mqtt_msg +
-    /// map), on_message_store (mqtt_msg), on_message_retain / on_retain_delete (retain flag;
-    /// empty payload deletes). An empty retained message is never stored.
-    pub async fn message_published(
+    /// A new msgid (clock, node and sequence: no I/O), for a message the broker builds: it
+    /// travels with the message, and [`Actions::message_published`] and
+    /// [`Actions::message_acked`] refer to it.
+    pub fn next_msgid(&self) -> MsgId {
+        self.ids.next_id()
+    }
+
+    /// message.publish, for a message with its msgid (see [`Actions::next_msgid`]): runs
+    /// on_message_publish (QoS > 0: mqtt_msg + map), on_message_store (mqtt_msg),
+    /// on_message_retain / on_retain_delete (retain flag; empty payload deletes). An empty
+    /// retained message is never stored. Never waits. With `durable`, returns what resolves
+    /// once the message's writes are stored (`None`: it has none).
+    pub fn message_published(
         &self,
         msg: PublishedMessage<'_>,
-    ) -> Result<MsgId, ActionsError> {
-        let msgid = self.ids.next_id();
+        msgid: MsgId,
+        durable: bool,
+    ) -> Result<Option<Durable>, ActionsError> {
         let record = || MessageRecord {
             msgid,
             topic: msg.topic.to_owned(),
@@ -394,35 +399,43 @@ impl Actions {
             arrived: msgid.timestamp_secs(),
             props: msg.props.clone().boxed(),
         };
+        let mut ops = Vec::new();
         let empty_retained = msg.retain && msg.payload.is_empty();
         if msg.retain {
             if !empty_retained && self.binding(Action::OnMessageRetain, msg.topic).is_some() {
-                self.submit(WriteOp::PutRetain(record())).await?;
+                ops.push(WriteOp::PutRetain(record()));
             } else if empty_retained && self.binding(Action::OnRetainDelete, msg.topic).is_some() {
-                self.submit(WriteOp::DeleteRetain {
+                ops.push(WriteOp::DeleteRetain {
                     topic: msg.topic.to_owned(),
-                })
-                .await?;
+                });
             }
-        }
-        if empty_retained {
-            return Ok(msgid);
         }
         // A retained message reaches new subscribers through mqtt_retain (on_retain_lookup).
         // Queueing it too would replay it a second time, and replay it after it was replaced
         // or deleted: so only non-retained messages are queued.
-        let queue = msg.qos > 0
+        let queue = !empty_retained
+            && msg.qos > 0
             && !msg.retain
             && self.binding(Action::OnMessagePublish, msg.topic).is_some();
-        if queue || self.binding(Action::OnMessageStore, msg.topic).is_some() {
-            self.submit(WriteOp::PutMsg(record())).await?;
+        if !empty_retained && (queue || self.binding(Action::OnMessageStore, msg.topic).is_some()) {
+            ops.push(WriteOp::PutMsg(record()));
         }
         if queue {
-            self.submit(WriteOp::MapAdd {
+            ops.push(WriteOp::MapAdd {
                 topic: msg.topic.to_owned(),
                 msgids: vec![msgid],
-            })
-            .await?;
+            });
+        }
+        let durable = match (durable, ops.is_empty()) {
+            (true, false) => Some(self.writer.push_durable(ops)?),
+            _ => {
+                for op in ops {
+                    self.submit(op)?;
+                }
+                None
+            }
+        };
+        if queue {
             let evicted = {
                 let mut stored = self.stored.write();
                 let ids = stored.entry(msg.topic);
@@ -448,14 +461,14 @@ impl Actions {
                         "stored messages over the per-topic cap: oldest evicted"
                     );
                 }
-                self.remove_stored(msg.topic, evicted).await?;
+                self.remove_stored(msg.topic, evicted)?;
             }
         }
-        Ok(msgid)
+        Ok(durable)
     }
 
     /// Removes ids from a topic's map (store and index) and deletes their messages.
-    async fn remove_stored(&self, topic: &str, ids: Vec<MsgId>) -> Result<(), ActionsError> {
+    fn remove_stored(&self, topic: &str, ids: Vec<MsgId>) -> Result<(), ActionsError> {
         if ids.is_empty() {
             return Ok(());
         }
@@ -471,20 +484,19 @@ impl Actions {
             }
         }
         for id in &ids {
-            self.submit(WriteOp::DeleteMsg { msgid: *id }).await?;
+            self.submit(WriteOp::DeleteMsg { msgid: *id })?;
         }
         self.submit(WriteOp::MapRemove {
             topic: topic.to_owned(),
             msgids: ids,
         })
-        .await
     }
 
     /// message.acked (PUBACK / PUBCOMP from a subscriber) for a message with this msgid.
     /// on_message_acked_for_queue: put mqtt_acked, delete the message and its map entry.
     /// Without it but with on_message_fetch_for_pubsub configured, only the mqtt_acked cursor
     /// is written (the message stays for other subscribers).
-    pub async fn message_acked(
+    pub fn message_acked(
         &self,
         clientid: &str,
         topic: &str,
@@ -498,19 +510,18 @@ impl Actions {
                 topic: topic.to_owned(),
                 clientid: clientid.to_owned(),
                 msgid,
-            }))
-            .await?;
+            }))?;
         }
         if queue {
-            self.remove_stored(topic, vec![msgid]).await?;
+            self.remove_stored(topic, vec![msgid])?;
         }
         Ok(())
     }
 
     /// Queues a raw store op (for tools and tests; the actions above are the normal path).
     /// The in-memory indexes are not updated: call [`Actions::refresh_indexes`] if needed.
-    pub async fn write(&self, op: WriteOp) -> Result<(), ActionsError> {
-        self.submit(op).await
+    pub fn write(&self, op: WriteOp) -> Result<(), ActionsError> {
+        self.submit(op)
     }
 
     /// Waits until every write submitted so far is durable (or counted as failed).

@@ -71,7 +71,7 @@ impl Actions {
             .fetch_add(1, Ordering::Relaxed);
         tracing::debug!(clientid, "stored session expired while the client was away");
         for s in subs {
-            self.unsubscribed(clientid, &s.topic).await?;
+            self.unsubscribed(clientid, &s.topic)?;
         }
         Ok(())
     }

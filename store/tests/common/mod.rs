@@ -236,3 +236,14 @@ macro_rules! both_stores {
         )*
     };
 }
+
+/// message.publish with a fresh msgid, as the broker does it (asynchronous durability):
+/// returns the id.
+pub(crate) fn publish(
+    b: &Actions,
+    msg: dynamq_store::actions::PublishedMessage<'_>,
+) -> Result<dynamq_store::msgid::MsgId, dynamq_store::actions::ActionsError> {
+    let id = b.next_msgid();
+    b.message_published(msg, id, false)?;
+    Ok(id)
+}
