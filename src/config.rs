@@ -93,6 +93,9 @@ pub enum Durability {
 pub struct StoreSection {
     pub kind: StoreKind,
     pub durability: Durability,
+    /// How long a CONNACK or SUBACK waits for a store read (the session lookup, the
+    /// stored-message fetch); past it the read is acted on when it completes.
+    pub read_timeout_ms: u64,
     pub overflow: Overflow,
     /// Most message ids kept in one mqtt_topic_msg_map item (keeps it under 400 KB).
     pub map_cap_per_topic: usize,
@@ -105,6 +108,7 @@ impl Default for StoreSection {
         StoreSection {
             kind: StoreKind::Embedded,
             durability: Durability::Async,
+            read_timeout_ms: 500,
             overflow: Overflow::Wait,
             map_cap_per_topic: 5_000,
             dynamo: DynamoConfig::default(),

@@ -26,6 +26,7 @@ pub mod broker;
 pub mod config;
 pub(crate) mod connection;
 pub(crate) mod http;
+pub(crate) mod log_limit;
 pub(crate) mod message;
 pub mod metrics;
 pub mod persistence;

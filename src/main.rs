@@ -542,8 +542,14 @@ fn main() {
 
 fn run() -> Result<()> {
     let cli = Cli::parse();
+    // Blocking threads run the embedded store's reads and commits. A burst of connections
+    // would otherwise start up to 512 of them, each kept for 10 s after its last job (their
+    // stacks and allocator arenas were most of the memory per idle connection 10 s after a
+    // burst): 16 are plenty for a store that serializes its commits anyway.
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
+        .max_blocking_threads(16)
+        .thread_keep_alive(std::time::Duration::from_secs(1))
         .build()
         .context("cannot start the tokio runtime")?;
     match cli.command {

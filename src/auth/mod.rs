@@ -19,14 +19,14 @@ pub(crate) mod throttle;
 
 use std::net::IpAddr;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock, Weak};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use dashmap::DashMap;
 use parking_lot::RwLock;
 
 use crate::config::{AuthSection, Listeners};
+use crate::log_limit::LogLimit;
 use crate::message::ClientId;
 use crate::session::Session;
 pub use acl::{Acl, AclFileError, ClientRules, Want};
@@ -64,7 +64,7 @@ pub struct Auth {
     /// Delays for repeated failures by address.
     throttle: Throttle,
     /// Rate limit of the log lines for denied publishes and deliveries.
-    denial_log: DenialLog,
+    denial_log: LogLimit,
 }
 
 /// The ACL file and the rules of each client it was compiled for.
@@ -87,7 +87,7 @@ impl Auth {
             allow_anonymous: true,
             acl: None,
             throttle: Throttle::default(),
-            denial_log: DenialLog::default(),
+            denial_log: LogLimit::default(),
         }
     }
 
@@ -128,7 +128,7 @@ impl Auth {
             allow_anonymous,
             acl,
             throttle: Throttle::default(),
-            denial_log: DenialLog::default(),
+            denial_log: LogLimit::default(),
         };
         Ok((auth, why))
     }
@@ -299,43 +299,6 @@ fn is_loopback(ip: IpAddr) -> bool {
     }
 }
 
-/// At most one log line a second for denials, counting the ones not logged.
-#[derive(Debug)]
-struct DenialLog {
-    start: Instant,
-    /// Second (since `start`) of the last line logged, plus one; 0: never.
-    last: AtomicU64,
-    suppressed: AtomicU64,
-}
-
-impl Default for DenialLog {
-    fn default() -> Self {
-        DenialLog {
-            start: Instant::now(),
-            last: AtomicU64::new(0),
-            suppressed: AtomicU64::new(0),
-        }
-    }
-}
-
-impl DenialLog {
-    fn admit(&self) -> Option<u64> {
-        let now = self.start.elapsed().as_secs() + 1;
-        let last = self.last.load(Ordering::Relaxed);
-        if last != now
-            && self
-                .last
-                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
-                .is_ok()
-        {
-            Some(self.suppressed.swap(0, Ordering::Relaxed))
-        } else {
-            self.suppressed.fetch_add(1, Ordering::Relaxed);
-            None
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -433,14 +396,5 @@ mod tests {
         // Without an ACL, nothing to check.
         assert!(Auth::open().rules(&old).is_none());
         assert!(Auth::open().delivery_check().is_none());
-    }
-
-    #[test]
-    fn denial_log_is_rate_limited() {
-        let d = DenialLog::default();
-        assert_eq!(d.admit(), Some(0));
-        assert_eq!(d.admit(), None);
-        assert_eq!(d.admit(), None);
-        assert_eq!(d.suppressed.load(Ordering::Relaxed), 2);
     }
 }

@@ -3,6 +3,8 @@
 //! store, answers CONNACK, restores stored subscriptions and resends what was in flight.
 //! The connection's loop (`Conn::run`) starts where this ends.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,6 +14,7 @@ use dynamq_codec::{ConnAck, Connect, Packet, Protocol, ReasonCode};
 use tokio::io::{AsyncRead, AsyncReadExt, ReadHalf, WriteHalf};
 use tokio::time::Instant;
 
+use super::late::{self, LateRead};
 use super::negotiated::{Negotiated, TopicAliases};
 use super::{Conn, ConnError, Io, READ_MIN, connect, hibernate_after, write_with_deadline};
 use crate::broker::Broker;
@@ -99,12 +102,29 @@ pub(super) async fn handshake<S: Transport>(
     // A session not in memory may be in the store (after a restart, or from another node):
     // on_subscribe_lookup gives its subscriptions. A client that resumes gets them back and
     // Session Present; with Clean Start they are deleted [MQTT-3.1.2-4].
-    let persistence = &broker.persistence;
-    let stored = persistence.stored_session(&conn.client_id, present).await;
-    let (restore, stale) = if clean_start {
-        (Vec::new(), stored)
-    } else {
-        (stored, Vec::new())
+    // The store is read for at most `store.read_timeout_ms`: past it the CONNACK goes
+    // without (Session Present from memory), and the read is acted on when it completes.
+    let reads: Pin<Box<dyn Future<Output = LateRead> + Send>> = {
+        let broker = broker.clone();
+        let client = conn.client_id.clone();
+        Box::pin(async move {
+            let stored = broker.persistence.stored_session(&client, present).await;
+            broker.persistence.client_connected(&client).await;
+            LateRead::Session {
+                stored,
+                clean_start,
+            }
+        })
+    };
+    let read = late::with_deadline(reads, broker.persistence.read_timeout()).await;
+    let (restore, stale) = match read {
+        Ok(LateRead::Session { stored, .. }) if clean_start => (Vec::new(), stored),
+        Ok(LateRead::Session { stored, .. }) => (stored, Vec::new()),
+        Ok(LateRead::Replay { .. }) => (Vec::new(), Vec::new()),
+        Err(read) => {
+            conn.add_late_read("session lookup at CONNECT", read);
+            (Vec::new(), Vec::new())
+        }
     };
     let present = present || !restore.is_empty();
     conn.send(&Packet::ConnAck(connect::connack(
@@ -112,9 +132,10 @@ pub(super) async fn handshake<S: Transport>(
     )));
     broker.metrics.inc_connects();
     tracing::debug!(client = %conn.client_id, peer = %conn.peer, ?protocol, present, "connected");
-    persistence.client_connected(&conn.client_id).await;
     for (filter, _) in stale {
-        persistence.session_unsubscribed(&conn.client_id, &filter);
+        broker
+            .persistence
+            .session_unsubscribed(&conn.client_id, &filter);
     }
     conn.restore_subscriptions(restore).await;
     conn.resend_inflight();

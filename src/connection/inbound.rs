@@ -1,6 +1,8 @@
 //! Packets from the client after CONNECT: PUBLISH and its acknowledgements, SUBSCRIBE,
 //! UNSUBSCRIBE, PINGREQ, DISCONNECT. Violations become `ConnError`s naming the statement.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -12,6 +14,7 @@ use dynamq_codec::{
 use dynamq_store::msgid::MsgId;
 use tokio::io::{AsyncRead, AsyncWrite};
 
+use super::late::{self, LateRead};
 use super::{Conn, ConnError, End};
 use crate::auth::Want;
 use crate::message::{Delivery, Message};
@@ -22,9 +25,9 @@ type Handled = Result<Option<End>, ConnError>;
 
 /// A message a new subscription gets at once: a retained one, or a stored one replayed.
 pub(super) struct Backlog {
-    delivery: Delivery,
+    pub(super) delivery: Delivery,
     /// For a replayed stored message: the filter it was replayed to.
-    replay_of: Option<String>,
+    pub(super) replay_of: Option<String>,
 }
 
 impl<R, W> Conn<R, W>
@@ -277,7 +280,7 @@ where
     /// Queues what new subscriptions get at once, through the one delivery path (which
     /// counts what does not fit). A replayed stored message counts as had by the
     /// subscription only once it was queued: one dropped stays replayable.
-    fn deliver_backlog(&mut self, backlog: Vec<Backlog>) {
+    pub(super) fn deliver_backlog(&mut self, backlog: Vec<Backlog>) {
         let mut replayed: Vec<(String, MsgId)> = Vec::new();
         for Backlog {
             delivery,
@@ -383,11 +386,34 @@ where
                 });
             }
         }
-        let stored = self
-            .broker
-            .persistence
-            .session_subscribed(&self.client_id, filter, granted, !existed)
-            .await;
+        // The fetch waits at most `store.read_timeout_ms`; past it the SUBACK goes without,
+        // and the messages are replayed when the fetch completes (see `late`).
+        let fetch: Pin<Box<dyn Future<Output = LateRead> + Send>> = {
+            let broker = self.broker.clone();
+            let client = self.client_id.clone();
+            let filter = filter.to_owned();
+            Box::pin(async move {
+                let msgs = broker
+                    .persistence
+                    .session_subscribed(&client, &filter, granted, !existed)
+                    .await;
+                LateRead::Replay {
+                    filter,
+                    qos: granted,
+                    sub_id,
+                    msgs,
+                }
+            })
+        };
+        let stored = match late::with_deadline(fetch, self.broker.persistence.read_timeout()).await
+        {
+            Ok(LateRead::Replay { msgs, .. }) => msgs,
+            Ok(LateRead::Session { .. }) => Vec::new(),
+            Err(fetch) => {
+                self.add_late_read("stored-message fetch on SUBSCRIBE", fetch);
+                Vec::new()
+            }
+        };
         for msg in stored {
             if !readable(&msg) {
                 self.broker.metrics.inc_acl_denied_deliveries();

@@ -16,6 +16,7 @@ mod flow;
 mod handshake;
 pub(crate) mod hibernate;
 mod inbound;
+mod late;
 mod negotiated;
 mod outbound;
 mod parked;
@@ -100,6 +101,8 @@ struct Conn<R, W> {
     slow: Option<(Instant, u64)>,
     /// Acknowledgements waiting for the store (`store.durability = "sync"`).
     acks: Option<Box<acks::PendingAcks>>,
+    /// Store reads that missed their deadline, still running (see `late`).
+    late: Option<Box<late::LateReads>>,
 }
 
 /// A connection's byte stream and what has been read from it, handed from the handshake
@@ -203,6 +206,7 @@ where
             paused: None,
             slow: None,
             acks: None,
+            late: None,
         }
     }
 
@@ -290,6 +294,11 @@ where
                         Ok(None) => {}
                         Ok(Some(end)) => return end,
                         Err(e) => return End::Error(e),
+                    }
+                }
+                r = late::LateReads::next(self.late.as_deref_mut()), if self.late.is_some() => {
+                    if let Err(e) = self.on_late_read(r).await {
+                        return End::Error(e);
                     }
                 }
                 // Also wakes the connection when another one takes the session over.

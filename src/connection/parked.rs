@@ -139,6 +139,7 @@ where
             && self.paused.is_none()
             && self.slow.is_none()
             && self.acks.is_none()
+            && self.late.is_none()
             && !self.session.has_sendable(self.inflight_room())
     }
 

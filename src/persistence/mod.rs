@@ -25,7 +25,11 @@ use dynamq_store::msgid::MsgId;
 use dynamq_store::record::{MessageProps, MessageRecord, now_millis};
 use parking_lot::Mutex;
 
+use crate::log_limit::LogLimit;
 use crate::message::{ClientId, Message};
+
+/// `store.read_timeout_ms` by default.
+pub const DEFAULT_READ_TIMEOUT: Duration = Duration::from_millis(500);
 
 /// Ended sessions remembered (see `Persistence::ended`) before old ones are pruned.
 const ENDED_PRUNE_AT: usize = 65_536;
@@ -37,6 +41,10 @@ pub struct Persistence {
     actions: Option<Arc<Actions>>,
     /// `store.durability = "sync"`: a QoS 1/2 message is acknowledged once stored.
     sync: bool,
+    /// How long a CONNACK or SUBACK waits for a store read (`store.read_timeout_ms`).
+    read_timeout: Duration,
+    /// Log lines about reads that missed `read_timeout`.
+    read_log: LogLimit,
     /// Written to mqtt_client.node.
     node: String,
     /// Store operations that failed (each also logged).
@@ -57,13 +65,18 @@ fn now_secs() -> u64 {
 impl Persistence {
     /// No store: an in-memory broker.
     pub fn none() -> Persistence {
-        Persistence::default()
+        Persistence {
+            read_timeout: DEFAULT_READ_TIMEOUT,
+            ..Persistence::default()
+        }
     }
 
     pub fn with_actions(actions: Actions, node: &str, sync: bool) -> Persistence {
         Persistence {
             actions: Some(Arc::new(actions)),
             sync,
+            read_timeout: DEFAULT_READ_TIMEOUT,
+            read_log: LogLimit::default(),
             node: node.to_string(),
             errors: AtomicU64::new(0),
             ended: Mutex::default(),
@@ -72,6 +85,28 @@ impl Persistence {
 
     pub fn actions(&self) -> Option<&Arc<Actions>> {
         self.actions.as_ref()
+    }
+
+    /// Sets how long a CONNACK or SUBACK waits for a store read.
+    pub fn set_read_timeout(&mut self, timeout: Duration) {
+        self.read_timeout = timeout;
+    }
+
+    /// How long a CONNACK or SUBACK waits for a store read.
+    pub fn read_timeout(&self) -> Duration {
+        self.read_timeout
+    }
+
+    /// A read of `what` for `client` missed the deadline: logs it (at most a line a second).
+    pub(crate) fn log_read_timeout(&self, what: &str, client: &str) {
+        if let Some(suppressed) = self.read_log.admit() {
+            tracing::warn!(
+                client,
+                timeout_ms = self.read_timeout.as_millis() as u64,
+                suppressed,
+                "store read ({what}) missed its deadline: answered without it, acted on when it completes"
+            );
+        }
     }
 
     /// True if QoS 1/2 messages are acknowledged only once stored (`store.durability`).

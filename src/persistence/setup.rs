@@ -116,9 +116,13 @@ pub async fn build(config: &Config, bindings: Vec<Binding>) -> Result<Persistenc
     };
     bc.map_cap_per_topic = config.store.map_cap_per_topic;
     let actions = Actions::new(bc, bindings).await?;
-    Ok(Persistence::with_actions(
+    let mut persistence = Persistence::with_actions(
         actions,
         &config.node_name,
         config.store.durability == Durability::Sync,
-    ))
+    );
+    persistence.set_read_timeout(std::time::Duration::from_millis(
+        config.store.read_timeout_ms.max(1),
+    ));
+    Ok(persistence)
 }

@@ -1,0 +1,159 @@
+//! Store reads that missed their deadline (`store.read_timeout_ms`): the session lookup at
+//! CONNECT and the stored-message fetch on SUBSCRIBE.
+//!
+//! A CONNACK or SUBACK never waits longer than the deadline. A read that misses it is counted
+//! (`store_read_timeouts`) and logged, and kept running here; when it completes, the
+//! connection acts on it then: subscriptions found late are restored, stored messages found
+//! late are replayed. A connection with a late read does not hibernate.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use dynamq_codec::QoS;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::task::JoinSet;
+
+use super::inbound::Backlog;
+use super::{Conn, ConnError};
+use crate::auth::Want;
+use crate::message::{Delivery, Message};
+
+/// What a late read found.
+pub(super) enum LateRead {
+    /// The session lookup of the CONNECT (the store's subscriptions of this client).
+    Session {
+        stored: Vec<(String, QoS)>,
+        clean_start: bool,
+    },
+    /// The stored messages to replay to a new subscription.
+    Replay {
+        filter: String,
+        qos: QoS,
+        sub_id: Option<u32>,
+        msgs: Vec<Arc<Message>>,
+    },
+}
+
+type Read = Pin<Box<dyn Future<Output = LateRead> + Send>>;
+
+/// The reads still running, each in its own task (aborted if the connection ends first).
+#[derive(Default)]
+pub(super) struct LateReads {
+    reads: JoinSet<LateRead>,
+}
+
+impl LateReads {
+    /// The next read to complete (pending forever when there is none). A read that panicked
+    /// is logged and skipped.
+    pub(super) async fn next(late: Option<&mut LateReads>) -> Option<LateRead> {
+        let l = match late {
+            Some(l) if !l.reads.is_empty() => l,
+            _ => return std::future::pending().await,
+        };
+        match l.reads.join_next().await {
+            Some(Ok(r)) => Some(r),
+            Some(Err(e)) => {
+                tracing::error!(error = %e, "a late store read failed");
+                None
+            }
+            None => None,
+        }
+    }
+}
+
+/// Runs `read` for at most `deadline`; `Err(read)` with the read still running if it did not
+/// finish in time.
+pub(super) async fn with_deadline<T>(
+    mut read: Pin<Box<dyn Future<Output = T> + Send>>,
+    deadline: std::time::Duration,
+) -> Result<T, Pin<Box<dyn Future<Output = T> + Send>>> {
+    tokio::select! {
+        biased;
+        r = &mut read => Ok(r),
+        _ = tokio::time::sleep(deadline) => Err(read),
+    }
+}
+
+impl<R, W> Conn<R, W>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    /// Keeps a read that missed its deadline; its result comes back to `on_late_read`.
+    pub(super) fn add_late_read(&mut self, what: &str, read: Read) {
+        self.broker.metrics.inc_store_read_timeouts();
+        self.broker
+            .persistence
+            .log_read_timeout(what, self.client_id.as_str());
+        self.late.get_or_insert_with(Box::default).reads.spawn(read);
+    }
+
+    /// A late read completed: act on it as the CONNECT or SUBSCRIBE would have.
+    pub(super) async fn on_late_read(&mut self, read: Option<LateRead>) -> Result<(), ConnError> {
+        if self.late.as_ref().is_some_and(|l| l.reads.is_empty()) {
+            self.late = None;
+        }
+        let Some(read) = read else { return Ok(()) };
+        match read {
+            LateRead::Session {
+                stored,
+                clean_start: true,
+            } => {
+                // Clean Start: what the store kept of an earlier session is deleted
+                // [MQTT-3.1.2-4].
+                for (filter, _) in stored {
+                    self.broker
+                        .persistence
+                        .session_unsubscribed(&self.client_id, &filter);
+                }
+            }
+            LateRead::Session { stored, .. } => {
+                // Subscriptions the client made meanwhile are newer: they stay as they are.
+                let missing = self.session.with_state(|st| {
+                    stored
+                        .into_iter()
+                        .filter(|(f, _)| !st.subscriptions.contains_key(f))
+                        .collect::<Vec<_>>()
+                });
+                tracing::info!(client = %self.client_id, subscriptions = missing.len(), "stored session found late: subscriptions restored");
+                self.restore_subscriptions(missing).await;
+            }
+            LateRead::Replay {
+                filter,
+                qos,
+                sub_id,
+                msgs,
+            } => {
+                let still = self
+                    .session
+                    .with_state(|st| st.subscriptions.contains_key(&filter));
+                if !still {
+                    return Ok(());
+                }
+                let rules = self.broker.auth.rules(&self.session);
+                let mut backlog = Vec::with_capacity(msgs.len());
+                for msg in msgs {
+                    if rules
+                        .as_ref()
+                        .is_some_and(|r| !r.allows(msg.topic_str(), Want::Read))
+                    {
+                        self.broker.metrics.inc_acl_denied_deliveries();
+                        continue;
+                    }
+                    backlog.push(Backlog {
+                        delivery: Delivery {
+                            qos: msg.qos.min(qos),
+                            retain: false,
+                            sub_ids: sub_id.into_iter().collect(),
+                            msg,
+                        },
+                        replay_of: Some(filter.clone()),
+                    });
+                }
+                self.deliver_backlog(backlog);
+            }
+        }
+        Ok(())
+    }
+}
