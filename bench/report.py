@@ -3,9 +3,14 @@
 
 Each file is TAG.SCENARIO.REP.json, the one-line summary of dynamq-bench, with
 TAG.SCENARIO.REP.cpu beside it: the broker's CPU ticks over the run and ticks per second,
-and TAG.SCENARIO.REP.hwm: the broker's peak resident memory (VmHWM, kB).
-Prints a Markdown table (also written to table.md in the folder) and the targets of the
-benchmark issue.
+TAG.SCENARIO.REP.hwm: the broker's peak resident memory (VmHWM, kB), and
+TAG.SCENARIO.REP.disk: what the run added to the broker's data directory (kB).
+The DynamoDB write benchmark (run.sh --dynamo) leaves TAG.dynamo.REP.json (dynamo-raw's or
+the load generator's summary) and, for dynamq, TAG.dynamo.REP.store: the store writer's
+written counter before and after, the seconds until it had drained, what was still pending,
+the failed count, and the broker's CPU ticks and ticks per second.
+Prints Markdown tables (also written to table.md in the folder) and the targets of the
+benchmark issues.
 """
 
 import json
@@ -31,8 +36,19 @@ LABELS = {
     "conn": "idle connections",
     "dyn_s1_q1": "1→1 QoS 1 (20k msgs)",
     "dyn_mesh_q1": "10 pub × 10 sub QoS 1 (2k msgs each)",
+    "conn10k": "10,000 idle connections, 10 s hold",
 }
 PEERS = ["rumqttd", "mosquitto"]
+# dynamq's variants (run.sh --brokers) and Mosquitto with persistence: the cost of the store.
+VARIANTS = ["dynamq-defaults", "dynamq-none", "dynamq-sync", "mosquitto-persist"]
+# The DynamoDB write benchmark (run.sh --dynamo), in its order; the first is the ceiling.
+DYNAMO_TAGS = ["dyn-raw", "dyn-put8", "dynamq-async", "dynamq-sync"]
+DYNAMO_LABELS = {
+    "dyn-raw": "raw BatchWriteItem (25/request, 8 in flight)",
+    "dyn-put8": "one PutItem per item, pool of 8 (the original plugin)",
+    "dynamq-async": "dynamq --store dynamo --durability async",
+    "dynamq-sync": "dynamq --store dynamo --durability sync",
+}
 
 
 def load(folder):
@@ -42,6 +58,8 @@ def load(folder):
         if len(parts) != 4:
             continue
         tag, scenario, _rep, _ = parts
+        if scenario == "dynamo":
+            continue
         try:
             summary = json.loads(path.read_text().strip() or "{}")
         except json.JSONDecodeError:
@@ -54,6 +72,9 @@ def load(folder):
         hwm = path.with_suffix(".hwm")
         if hwm.exists() and hwm.read_text().strip().isdigit():
             summary["broker_peak_rss_mb"] = int(hwm.read_text()) / 1024
+        disk = path.with_suffix(".disk")
+        if disk.exists() and disk.read_text().strip().lstrip("-").isdigit() and received:
+            summary["disk_bytes_per_delivery"] = int(disk.read_text()) * 1024 / received
         runs[(tag, scenario)].append(summary)
     return runs
 
@@ -86,7 +107,7 @@ def ratio(a, b, lower_is_better=False):
 def rows_for(runs, scenario, tags):
     """(metric, unit, {tag: value}, lower_is_better) rows of one scenario."""
     get = lambda tag: runs.get((tag, scenario), [])
-    if scenario == "conn":
+    if scenario.startswith("conn"):
         return [
             ("connected", "", {t: median(get(t), "connected") for t in tags}, False),
             ("connects/s", "", {t: median(get(t), "connect_per_sec") for t in tags}, False),
@@ -99,6 +120,7 @@ def rows_for(runs, scenario, tags):
         ("latency p999 (µs)", "", {t: median(get(t), "latency_us", "p999") for t in tags}, True),
         ("broker CPU µs/delivery", "", {t: median(get(t), "broker_cpu_us_per_delivery") for t in tags}, True),
         ("broker peak RSS (MB)", "", {t: median(get(t), "broker_peak_rss_mb") for t in tags}, True),
+        ("data dir growth (B/delivery)", "", {t: median(get(t), "disk_bytes_per_delivery") for t in tags}, True),
     ]
     lost = {t: max((r.get("lost", 0) or 0 for r in get(t)), default=None) for t in tags}
     errors = {t: sum(r.get("errors", 0) or 0 for r in get(t)) if get(t) else None for t in tags}
@@ -132,7 +154,7 @@ def main():
     brokers = [t for t in order if any(k[0] == t for k in runs)]
     scenarios = [s for s in LABELS if any((t, s) in runs for t in brokers)]
     out = table(runs, brokers, scenarios, [p for p in PEERS if p in brokers])
-    stores = sorted({t for t, _ in runs if t.startswith("dynamq-")})
+    stores = sorted({t for t, _ in runs if t.startswith("dynamq-") and t not in VARIANTS})
     if stores:
         # dynamq with a store, against itself without: same scenario names where they exist.
         scen = [s for s in LABELS if any((t, s) in runs for t in stores)]
@@ -144,12 +166,124 @@ def main():
         for r in rs[:1]
         if r.get("first_error") or r.get("error")
     ]
+    variants = [t for t in ["dynamq-defaults", "dynamq-none", "dynamq-sync", "rumqttd", "mosquitto", "mosquitto-persist"]
+                if any(k[0] == t for k in runs)]
+    if any(t in VARIANTS for t in variants):
+        scen = [s for s in LABELS if any((t, s) in runs for t in variants if t in VARIANTS)]
+        out += ["", "The cost of the store (dynamq at its defaults, with --store none, with "
+                "--durability sync; Mosquitto without and with persistence):", ""]
+        out += variant_table(runs, variants, scen)
+    dyn = dynamo_load(folder)
+    if dyn:
+        out += ["", "DynamoDB writes on dynalite (items written per second):", ""]
+        out += dynamo_table(dyn)
     if errors:
         out += ["", "First error per broker and scenario:"] + errors
-    out += ["", "Targets:"] + targets(runs)
+    out += ["", "Targets:"] + targets(runs) + variant_targets(runs) + dynamo_targets(dyn)
     text = "\n".join(out)
     (folder / "table.md").write_text(text + "\n")
     print(text)
+
+
+def variant_table(runs, tags, scenarios):
+    """Medians of each variant, and dynamq's defaults over --store none (lower is better)."""
+    head = ["scenario", "metric"] + tags + ["defaults/none", "sync/none"]
+    out = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for s in scenarios:
+        for metric, unit, values, lower in rows_for(runs, s, tags):
+            if all(v is None for v in values.values()):
+                continue
+            extra = ["", ""]
+            if not metric.startswith(("lost", "errors", "connected")):
+                none = values.get("dynamq-none")
+                extra = [ratio(none, values.get("dynamq-defaults"), lower),
+                         ratio(none, values.get("dynamq-sync"), lower)]
+            out.append("| " + " | ".join([LABELS[s], metric] + [fmt(values.get(t), unit) for t in tags] + extra) + " |")
+    return out
+
+
+def variant_targets(runs):
+    def m(tag, s, key):
+        return median(runs.get((tag, s), []), key)
+
+    lines = []
+    d, n = m("dynamq-defaults", "s1_q1", "broker_cpu_us_per_delivery"), m("dynamq-none", "s1_q1", "broker_cpu_us_per_delivery")
+    if d is not None and n is not None:
+        lines.append(f"- 1→1 QoS 1 CPU/delivery at the defaults ≤ 1.3× --store none: "
+                     f"{'met' if d <= 1.3 * n else 'MISSED'} ({fmt(d)} vs {fmt(n)} µs = {d / n:.2f}×)")
+    r = m("rumqttd", "s1_q1", "broker_cpu_us_per_delivery")
+    if d is not None and r is not None:
+        lines.append(f"- 1→1 QoS 1 CPU/delivery at the defaults < rumqttd's: "
+                     f"{'met' if d < r else 'MISSED'} ({fmt(d)} vs {fmt(r)} µs)")
+    for conn in ("conn10k", "conn"):
+        d, q = m("dynamq-defaults", conn, "rss_per_conn_bytes"), m("mosquitto", conn, "rss_per_conn_bytes")
+        if d is not None and q is not None:
+            lines.append(f"- RSS per idle connection at the defaults ≤ Mosquitto's ({LABELS[conn]}): "
+                         f"{'met' if d <= q else 'MISSED'} ({fmt(d)} B vs {fmt(q)} B)")
+    return lines
+
+
+def dynamo_load(folder):
+    """tag -> [{items_per_sec, ...}] of the DynamoDB write benchmark."""
+    runs = defaultdict(list)
+    for path in sorted(folder.glob("*.dynamo.*.json")):
+        tag = path.name.split(".")[0]
+        try:
+            summary = json.loads(path.read_text().strip() or "{}")
+        except json.JSONDecodeError:
+            summary = {"error": "unparsable summary"}
+        store = path.with_suffix(".store")
+        if store.exists():
+            f = store.read_text().split()
+            try:
+                before, after, secs = int(f[0]), int(f[1]), float(f[2])
+                summary["written"] = after - before
+                summary["secs"] = secs
+                summary["items_per_sec"] = (after - before) / secs if secs > 0 else None
+                summary["pending_at_end"] = f[3]
+                summary["store_failed"] = int(f[4]) if f[4].isdigit() else f[4]
+                rec = summary.get("received")
+                if len(f) >= 7 and isinstance(rec, int) and rec > 0:
+                    summary["items_per_msg"] = (after - before) / rec
+                    summary["msgs_per_sec_stored"] = rec / secs if secs > 0 else None
+                    summary["broker_cpu_us_per_item"] = int(f[5]) / int(f[6]) * 1e6 / max(after - before, 1)
+            except (IndexError, ValueError):
+                summary["error"] = f"unparsable {store.name}: {store.read_text().strip()!r}"
+        runs[tag].append(summary)
+    return runs
+
+
+def dynamo_table(dyn):
+    ceiling = median(dyn.get("dyn-raw", []), "items_per_sec")
+    head = ["pattern", "runs", "items/s (median)", "items/s (each run)", "÷ raw ceiling",
+            "items per delivered msg", "msgs/s until stored", "broker CPU µs/item", "errors / lost"]
+    out = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for tag in DYNAMO_TAGS:
+        rs = dyn.get(tag, [])
+        if not rs:
+            continue
+        v = median(rs, "items_per_sec")
+        each = " / ".join(fmt(r.get("items_per_sec")) for r in rs)
+        errs = sum((r.get("errors") or 0) for r in rs) + sum(1 for r in rs if "error" in r)
+        lost = max((r.get("lost") or 0 for r in rs), default=0)
+        out.append("| " + " | ".join([
+            DYNAMO_LABELS[tag], str(len(rs)), fmt(v), each,
+            "—" if v is None or not ceiling else f"{v / ceiling:.2f}",
+            fmt(median(rs, "items_per_msg")), fmt(median(rs, "msgs_per_sec_stored")),
+            fmt(median(rs, "broker_cpu_us_per_item")), f"{errs} / {lost}",
+        ]) + " |")
+    return out
+
+
+def dynamo_targets(dyn):
+    lines = []
+    ceiling = median(dyn.get("dyn-raw", []), "items_per_sec")
+    for tag, share in (("dynamq-async", 0.8), ("dynamq-sync", 0.5)):
+        v = median(dyn.get(tag, []), "items_per_sec")
+        if ceiling and v is not None:
+            lines.append(f"- {DYNAMO_LABELS[tag]} ≥ {share:.0%} of the raw ceiling: "
+                         f"{'met' if v >= share * ceiling else 'MISSED'} ({fmt(v)} vs {fmt(ceiling)} items/s = {v / ceiling:.0%})")
+    return lines
 
 
 def targets(runs):

@@ -8,12 +8,20 @@
 # a message count and by --max-secs; every process started here is killed on exit.
 #
 # usage: bench/run.sh [--quick] [--reps N] [--brokers "dynamq rumqttd mosquitto"]
-#                     [--scenarios "s1_q0 s1_q1 ..."] [--persistence] [--no-build]
-#                     [--out DIR]
+#                     [--scenarios "s1_q0 s1_q1 ..."] [--persistence] [--dynamo]
+#                     [--no-build] [--out DIR]
 #   --quick        counts divided by 10 (a check of the harness, not a benchmark)
 #   --persistence  also run dynamq alone with its store (embedded, and DynamoDB on dynalite)
-#   --no-build     use the binaries already in target/ (default: cargo build --release)
-# DYNAMQ_BIN and BENCH_BIN name other binaries (e.g. a build of an earlier commit).
+#   --dynamo       the DynamoDB write benchmark on dynalite (issue 9): the raw BatchWriteItem
+#                  ceiling, one PutItem per item with a pool of 8, and dynamq --store dynamo
+#                  in --durability async and sync, in items written per second
+#   --no-build     use the binaries already built (default: cargo build --release)
+# --brokers also takes dynamq's variants: dynamq-defaults (no config: embedded store, async
+# durability, default limits), dynamq-none (the defaults with --store none), dynamq-sync (the
+# defaults with --durability sync), and mosquitto-persist (Mosquitto with persistence true).
+# Plain `dynamq` is the tuned configuration: no store, higher queue and in-flight limits.
+# DYNAMQ_BIN and BENCH_BIN name other binaries (e.g. a build of an earlier commit); by
+# default they are taken from $CARGO_TARGET_DIR (or target/).
 # Besides msg/s and latency, each run records the broker's own CPU time (utime + stime from
 # /proc/PID/stat, over the load generator's run): the report gives it per delivery, which
 # stays meaningful when the one-core load generator, not the broker, sets the pace; and the
@@ -26,6 +34,7 @@ REPS=3
 BROKERS="dynamq rumqttd mosquitto"
 SCENARIOS="s1_q0 s1_q1 s1_q2 lat_q0 lat_q1 lat_q2 fanin_q0 fanin_q1 mesh_q0 mesh_q1 fanout_q0 fan4_q1 stall_q1 conn"
 PERSISTENCE=0
+DYNAMO=0
 BUILD=1
 SCALE=1
 OUT=""
@@ -36,9 +45,10 @@ while [[ $# -gt 0 ]]; do
     --brokers) BROKERS="$2"; shift ;;
     --scenarios) SCENARIOS="$2"; shift ;;
     --persistence) PERSISTENCE=1 ;;
+    --dynamo) DYNAMO=1 ;;
     --no-build) BUILD=0 ;;
     --out) OUT="$2"; shift ;;
-    -h|--help) sed -n '2,18p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,27p' "$0"; exit 0 ;;
     *) echo "unknown option $1" >&2; exit 2 ;;
   esac
   shift
@@ -75,8 +85,9 @@ if [[ $BUILD == 1 ]]; then
   log "building dynamq and dynamq-bench (release)"
   cargo build --release -p dynamq -p dynamq-bench
 fi
-DYNAMQ="${DYNAMQ_BIN:-$ROOT/target/release/dynamq}"
-BENCH="${BENCH_BIN:-$ROOT/target/release/dynamq-bench}"
+TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
+DYNAMQ="${DYNAMQ_BIN:-$TARGET_DIR/release/dynamq}"
+BENCH="${BENCH_BIN:-$TARGET_DIR/release/dynamq-bench}"
 [[ -x "$DYNAMQ" ]] || { echo "$DYNAMQ missing (run without --no-build)" >&2; exit 1; }
 [[ -x "$BENCH" ]] || { echo "$BENCH missing (run without --no-build)" >&2; exit 1; }
 
@@ -90,6 +101,8 @@ if (( NOFILE < CONNS + 500 )); then CONNS=$(( NOFILE - 500 )); fi
 PORT_dynamq=21883
 PORT_mosquitto=21884
 PORT_rumqttd=21885
+# dynamq's /metrics, read to wait until its store writer has drained.
+PORT_metrics=21892
 
 write_configs() {
   cat > "$WORK/mosquitto.conf" <<EOF
@@ -102,6 +115,11 @@ max_connections -1
 set_tcp_nodelay true
 log_type error
 EOF
+  # The same, persisting to disk: Mosquitto keeps messages in memory and writes its whole
+  # state to mosquitto.db at autosave (every 1800 s by default) and at exit, not per message.
+  { sed '/^persistence false$/d' "$WORK/mosquitto.conf"
+    printf 'persistence true\npersistence_location %s/data/\n' "$WORK"
+  } > "$WORK/mosquitto-persist.conf"
   cat > "$WORK/rumqttd.toml" <<EOF
 id = 0
 
@@ -142,13 +160,13 @@ wait_port() { # PORT PID
   return 1
 }
 
-start_broker() { # NAME [extra dynamq args...]
+start_broker() { # NAME [extra dynamq args...]   (MOSQ_CONF: another Mosquitto config)
   local name=$1; shift
   local port_var="PORT_$name" port
   port=${!port_var}
   rm -rf "$WORK/data"; mkdir -p "$WORK/data"
   case "$name" in
-    mosquitto) taskset -c 0 "$MOSQUITTO" -c "$WORK/mosquitto.conf" >>"$WORK/$name.log" 2>&1 & ;;
+    mosquitto) taskset -c 0 "$MOSQUITTO" -c "${MOSQ_CONF:-$WORK/mosquitto.conf}" >>"$WORK/$name.log" 2>&1 & ;;
     rumqttd) taskset -c 0 "$RUMQTTD" -q -c "$WORK/rumqttd.toml" >>"$WORK/$name.log" 2>&1 & ;;
     dynamq) taskset -c 0 "$DYNAMQ" serve --config "${DYNAMQ_CONF:-$WORK/dynamq.toml}" \
               --tcp "127.0.0.1:$port" --ws none --data-dir "$WORK/data" "$@" \
@@ -214,6 +232,8 @@ scenario_args() { # NAME -> dynamq-bench arguments
     fan4_q1)   echo "run --pubs 1 --subs 4 --qos 1 --count $((100000/s)) --topic b/s --filter b/s" ;;
     stall_q1)  echo "run --pubs 1 --subs 4 --stalled 1 --qos 1 --count $((100000/s)) --topic b/s --filter b/s" ;;
     conn)      echo "conn --conns $((CONNS/s)) --hold-secs 5" ;;
+    # Issue 9: 10,000 idle connections, the broker's memory read after a 10 s hold.
+    conn10k)   echo "conn --conns $((10000/s)) --hold-secs 10" ;;
     *) echo "unknown scenario $1" >&2; return 1 ;;
   esac
 }
@@ -224,19 +244,37 @@ run_one() { # BROKER SCENARIO REP [tag] [extra dynamq args...]
   args=$(scenario_args "$scenario")
   local conf=${DYNAMQ_CONF:-}
   [[ $scenario == fan4_q1 || $scenario == stall_q1 ]] && conf="$WORK/dynamq-defaults.toml"
+  [[ $broker == dynamq ]] && set -- "$@" --http "127.0.0.1:$PORT_metrics"
   DYNAMQ_CONF=$conf start_broker "$broker" "$@" || { echo "{\"error\":\"broker did not start\"}" > "$OUT/$tag.$scenario.$rep.json"; return 0; }
-  [[ $scenario == conn ]] && extra=(--broker-pid "$BROKER_PID")
+  local data_before
+  data_before=$(du -sk "$WORK/data" 2>/dev/null | cut -f1)
+  [[ $scenario == conn* ]] && extra=(--broker-pid "$BROKER_PID")
   local cpu_before cpu_after
   cpu_before=$(cpu_ticks "$BROKER_PID")
   # shellcheck disable=SC2086
   timeout 150 taskset -c 1 "$BENCH" $args --port "${!port_var}" --max-secs 90 --quiet "${extra[@]}" \
     > "$OUT/$tag.$scenario.$rep.json" 2>>"$WORK/bench.log" || true
+  if [[ $broker == dynamq ]]; then
+    # With a store in async durability, writes go on after the last PUBACK: their CPU is
+    # part of what a delivery costs, so the CPU is read once the writer has nothing pending
+    # (at most 60 s more; the wait is recorded). No store: no such metric, no wait.
+    local waited=0 pending
+    while (( waited < 600 )); do
+      pending=$(curl -s --max-time 2 "http://127.0.0.1:$PORT_metrics/metrics" | awk '$1 == "dynamq_store_ops_pending" {print $2}')
+      [[ -z $pending || $pending == 0 ]] && break
+      sleep 0.1; waited=$(( waited + 1 ))
+    done
+    echo "$waited" > "$OUT/$tag.$scenario.$rep.drain"
+  fi
   cpu_after=$(cpu_ticks "$BROKER_PID")
   if [[ -n $cpu_before && -n $cpu_after ]]; then
     echo "$(( cpu_after - cpu_before )) $CLK_TCK" > "$OUT/$tag.$scenario.$rep.cpu"
   fi
   # The broker's peak resident memory over its life (this run), in kB.
   awk '/^VmHWM:/ {print $2}' "/proc/$BROKER_PID/status" > "$OUT/$tag.$scenario.$rep.hwm" 2>/dev/null || true
+  # What the run left in the data directory (the embedded store), in kB, before the broker
+  # stops (Mosquitto writes its file only then).
+  echo "$(( $(du -sk "$WORK/data" 2>/dev/null | cut -f1) - ${data_before:-0} ))" > "$OUT/$tag.$scenario.$rep.disk"
   [[ -s "$OUT/$tag.$scenario.$rep.json" ]] || echo '{"error":"no summary"}' > "$OUT/$tag.$scenario.$rep.json"
   stop_broker
   log "$tag $scenario #$rep: $(head -c 400 "$OUT/$tag.$scenario.$rep.json")"
@@ -256,10 +294,23 @@ write_configs
 } > "$OUT/machine.txt"
 cat "$OUT/machine.txt" >&2
 
+# A name of --brokers: the broker, its configuration and its flags.
+run_tag() { # TAG SCENARIO REP
+  local tag=$1 scenario=$2 rep=$3 defaults="$WORK/dynamq-defaults.toml"
+  case "$tag" in
+    dynamq-defaults) DYNAMQ_CONF=$defaults run_one dynamq "$scenario" "$rep" "$tag" ;;
+    dynamq-none) DYNAMQ_CONF=$defaults run_one dynamq "$scenario" "$rep" "$tag" --store none ;;
+    dynamq-sync) DYNAMQ_CONF=$defaults run_one dynamq "$scenario" "$rep" "$tag" --durability sync ;;
+    mosquitto-persist) MOSQ_CONF="$WORK/mosquitto-persist.conf" run_one mosquitto "$scenario" "$rep" "$tag" ;;
+    dynamq|mosquitto|rumqttd) run_one "$tag" "$scenario" "$rep" ;;
+    *) echo "unknown broker $tag" >&2; return 1 ;;
+  esac
+}
+
 for scenario in $SCENARIOS; do
   for rep in $(seq 1 "$REPS"); do
     for broker in $BROKERS; do
-      run_one "$broker" "$scenario" "$rep"
+      run_tag "$broker" "$scenario" "$rep"
     done
   done
 done
@@ -307,6 +358,96 @@ if [[ $PERSISTENCE == 1 ]]; then
     echo "not run: this dynamq serve has no --store option yet" > "$OUT/persistence.txt"
   fi
   cat "$OUT/persistence.txt" 2>/dev/null >&2 || true
+fi
+
+# ---------------------------------------------------------------- DynamoDB writes (issue 9)
+# Items written per second to dynalite, four ways, each against a fresh in-memory dynalite
+# (pinned to core 1, the load generator's; the writer, broker or dynamo-raw, on core 0):
+#   dyn-raw       dynamo-raw: BatchWriteItem, 25 items a request, 8 requests in flight
+#   dyn-put8      dynamo-raw: one PutItem per item, 8 in flight (the original plugin's pool)
+#   dynamq-async  dynamq --store dynamo --durability async, 1->1 QoS 1, the tutorial's hooks
+#   dynamq-sync   the same with --durability sync
+# For dynamq every item the store writer applied counts (dynamq_store_ops_written_total on
+# /metrics: mqtt_msg puts, map adds, mqtt_client and mqtt_sub puts, ...), over the time from
+# the load generator's start until the writer has nothing pending.
+DYN_PORT=28001
+HTTP_PORT=21890
+DYN_MSGS=$((20000/SCALE))
+RAW_ITEMS=$((60000/SCALE))
+PUT_ITEMS=$((20000/SCALE))
+
+find_dynalite() {
+  for cli in "${DYNALITE_CLI:-}" "$ROOT/tests/node/node_modules/dynalite/cli.js" "$TOOLS/node_modules/dynalite/cli.js"; do
+    [[ -n $cli && -f $cli ]] && { echo "$cli"; return 0; }
+  done
+  return 1
+}
+
+metric() { # NAME -> value on the broker's /metrics (empty if none)
+  curl -s --max-time 2 "http://127.0.0.1:$HTTP_PORT/metrics" | awk -v m="dynamq_$1" '$1 == m {print $2}'
+}
+
+dynamo_one() { # TAG REP
+  local tag=$1 rep=$2 file="$OUT/$1.dynamo.$2"
+  taskset -c 1 node "$DYNALITE" --port "$DYN_PORT" >>"$WORK/dynalite.log" 2>&1 &
+  local dyn_pid=$!
+  PIDS+=("$dyn_pid")
+  if ! wait_port "$DYN_PORT" "$dyn_pid" || ! "$DYNAMQ" tables create --config "$WORK/dynamq-dyn.toml" >>"$WORK/tables.log" 2>&1; then
+    echo '{"error":"dynalite or its tables did not start"}' > "$file.json"
+  else
+    case "$tag" in
+      dyn-raw|dyn-put8)
+        local batch=25 items=$RAW_ITEMS
+        [[ $tag == dyn-put8 ]] && { batch=1; items=$PUT_ITEMS; }
+        timeout 150 taskset -c 0 "$BENCH" dynamo-raw --endpoint "http://127.0.0.1:$DYN_PORT" \
+          --items "$items" --batch "$batch" --concurrency 8 --max-secs 90 \
+          > "$file.json" 2>>"$WORK/bench.log" || true ;;
+      dynamq-async|dynamq-sync)
+        if DYNAMQ_CONF="$WORK/dynamq-dyn.toml" start_broker dynamq --store dynamo \
+             --durability "${tag#dynamq-}" --http "127.0.0.1:$HTTP_PORT"; then
+          local w0 t0 t1 pending=1 cpu0 cpu1
+          w0=$(metric store_ops_written_total)
+          cpu0=$(cpu_ticks "$BROKER_PID")
+          t0=$(date +%s.%N)
+          timeout 150 taskset -c 1 "$BENCH" run --pubs 1 --subs 1 --qos 1 --count "$DYN_MSGS" \
+            --topic b/%i --filter b/# --port "$PORT_dynamq" --max-secs 90 --quiet \
+            > "$file.json" 2>>"$WORK/bench.log" || true
+          for _ in $(seq 1 1200); do  # the writer drains: at most 120 s more
+            pending=$(metric store_ops_pending)
+            [[ $pending == 0 ]] && break
+            sleep 0.1
+          done
+          t1=$(date +%s.%N)
+          cpu1=$(cpu_ticks "$BROKER_PID")
+          # written_before written_after secs pending_at_end failed cpu_ticks ticks_per_sec
+          echo "${w0:-0} $(metric store_ops_written_total) $(echo "$t1 - $t0" | bc -l) ${pending:-?} $(metric store_ops_failed_total) $(( cpu1 - cpu0 )) $CLK_TCK" > "$file.store"
+          stop_broker
+        else
+          echo '{"error":"broker did not start"}' > "$file.json"
+        fi ;;
+    esac
+  fi
+  [[ -s "$file.json" ]] || echo '{"error":"no summary"}' > "$file.json"
+  kill "$dyn_pid" 2>/dev/null || true
+  wait "$dyn_pid" 2>/dev/null || true
+  PIDS=("${PIDS[@]/$dyn_pid}")
+  log "$tag dynamo #$rep: $(head -c 300 "$file.json") $(cat "$file.store" 2>/dev/null)"
+}
+
+if [[ $DYNAMO == 1 ]]; then
+  if DYNALITE=$(find_dynalite); then
+    { cat "$WORK/dynamq-defaults.toml"
+      printf '[store]\nkind = "dynamo"\n[store.dynamo]\nendpoint = "http://127.0.0.1:%s"\n' "$DYN_PORT"
+      printf 'region = "us-west-2"\naccess_key_id = "bench"\nsecret_access_key = "bench"\n'
+    } > "$WORK/dynamq-dyn.toml"
+    for rep in $(seq 1 "$REPS"); do
+      for tag in dyn-raw dyn-put8 dynamq-async dynamq-sync; do
+        dynamo_one "$tag" "$rep"
+      done
+    done
+  else
+    echo "DynamoDB write benchmark not run: dynalite not found (set DYNALITE_CLI)" >> "$OUT/persistence.txt"
+  fi
 fi
 
 echo "load after: $(uptime)" >> "$OUT/machine.txt"

@@ -24,6 +24,8 @@ pub(crate) enum Mode {
     Sub(SubArgs),
     /// S subscribers and P publishers in one process: end-to-end throughput, latency, loss.
     Run(RunArgs),
+    /// No broker: mqtt_msg items straight to a DynamoDB endpoint (BatchWriteItem or PutItem).
+    DynamoRaw(DynamoRawArgs),
 }
 
 #[derive(Debug, Clone, Args)]
@@ -148,4 +150,37 @@ pub(crate) struct RunArgs {
     /// consumers); they are not counted: the summary is about the others.
     #[arg(long, default_value_t = 0)]
     pub stalled: u32,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct DynamoRawArgs {
+    /// Endpoint URL of the DynamoDB-compatible server, e.g. http://127.0.0.1:28000.
+    #[arg(long)]
+    pub endpoint: String,
+    #[arg(long, default_value = "us-west-2")]
+    pub region: String,
+    /// Table name prefix (the items go to PREFIXmqtt_msg).
+    #[arg(long, default_value = "")]
+    pub prefix: String,
+    /// Create the six tables first (idempotent).
+    #[arg(long)]
+    pub create_tables: bool,
+    /// Items to write.
+    #[arg(long, default_value_t = 50_000)]
+    pub items: u64,
+    /// Items per request: 2..=25 sends BatchWriteItem, 1 sends PutItem.
+    #[arg(long, default_value_t = 25)]
+    pub batch: usize,
+    /// Requests in flight at once.
+    #[arg(long, default_value_t = 8)]
+    pub concurrency: usize,
+    /// Payload characters per item.
+    #[arg(long, default_value_t = 32)]
+    pub payload_size: usize,
+    /// Hard bound on the run, in seconds; the summary counts what was written by then.
+    #[arg(long = "max-secs", default_value_t = 60.0)]
+    pub common_max_secs: f64,
+    /// Accepted for symmetry with the other modes (there is no progress line).
+    #[arg(long)]
+    pub quiet: bool,
 }

@@ -2,7 +2,9 @@
 //!
 //! Modes (`cli`): `conn` holds many idle connections (`conns`); `pub` and `sub` run
 //! publishers or subscribers alone; `run` runs both in one process and measures end to end:
-//! throughput, latency from a timestamp in each payload, loss and duplicates (`run`).
+//! throughput, latency from a timestamp in each payload, loss and duplicates (`run`);
+//! `dynamo-raw` writes mqtt_msg items straight to a DynamoDB endpoint (`dynamo_raw`), the
+//! ceiling the broker's store writer is measured against.
 //!
 //! Each client is one tokio task owning one `client::Client` (a TCP stream, a read buffer,
 //! a write buffer): no channels, no per-message allocation, every write a batch. By default
@@ -14,6 +16,7 @@ mod cli;
 mod client;
 mod connect;
 mod conns;
+mod dynamo_raw;
 mod error;
 mod publisher;
 mod report;
@@ -41,11 +44,25 @@ const GRACE: Duration = Duration::from_secs(15);
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    if let Mode::DynamoRaw(a) = cli.mode {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let max = Duration::from_secs_f64(a.common_max_secs.max(0.1));
+        let line = runtime.block_on(async {
+            tokio::time::timeout(max + GRACE, dynamo_raw::run(a))
+                .await
+                .context("the run did not wind down after --max-secs")?
+        })?;
+        println!("{line}");
+        return Ok(());
+    }
     let common = match &cli.mode {
         Mode::Conn(a) => &a.common,
         Mode::Pub(a) => &a.common,
         Mode::Sub(a) => &a.common,
         Mode::Run(a) => &a.common,
+        Mode::DynamoRaw(_) => bail!("dynamo-raw is run above"),
     };
     let runtime = if common.threads <= 1 {
         tokio::runtime::Builder::new_current_thread()
@@ -79,6 +96,7 @@ async fn execute(mode: Mode, deadline: Instant) -> anyhow::Result<String> {
         Mode::Pub(a) => a.common.quiet,
         Mode::Sub(a) => a.common.quiet,
         Mode::Run(a) => a.common.quiet,
+        Mode::DynamoRaw(_) => true,
     };
     if !quiet {
         let (stats, stop) = (stats.clone(), progress_stop.clone());
@@ -156,6 +174,7 @@ async fn execute(mode: Mode, deadline: Instant) -> anyhow::Result<String> {
             w.stalled = a.stalled;
             messaging("run", w, &a.common, stats).await?
         }
+        Mode::DynamoRaw(a) => dynamo_raw::run(a).await?,
     };
     progress_stop.cancel();
     Ok(line)
