@@ -213,8 +213,12 @@ async fn a_journal_left_by_a_crash_is_replayed_in_order_at_reopen() {
         store.state.lock().get(&OpKey::Retain("same".into())),
         Some(&WriteOp::PutRetain(later))
     );
-    // The later op went through the journal too: it arrived while the replay was on.
-    assert_eq!(w.stats().replayed as u128, spilled + 1);
+    // The later op went through the journal too if it arrived while the replay was on.
+    let replayed = w.stats().replayed as u128;
+    assert!(
+        replayed == spilled || replayed == spilled + 1,
+        "{replayed} {spilled}"
+    );
     wait_for("the journal to be cut", || journal_len(dir.path()) == 0).await;
 }
 

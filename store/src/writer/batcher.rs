@@ -114,7 +114,10 @@ pub(super) struct Batcher<S> {
     journal: Option<JournalState>,
     held: VecDeque<Held>,
     held_bytes: u64,
+    /// What the journal held at start (answered to `Writer::recovery`).
     recovery: Recovery,
+    /// The journal found at start was applied and cut (logged once).
+    startup_done: bool,
 }
 
 impl<S: Store> Batcher<S> {
@@ -167,6 +170,7 @@ impl<S: Store> Batcher<S> {
             held: VecDeque::new(),
             held_bytes: 0,
             recovery: Recovery::default(),
+            startup_done: false,
         }
     }
 
@@ -467,12 +471,12 @@ impl<S: Store> Batcher<S> {
                 j.reserved = j.buf.len() as u64;
                 j.floor = None;
                 j.last_seq = None;
-                if j.startup_left == 0 && self.recovery.records > 0 {
+                if j.startup_left == 0 && self.recovery.records > 0 && !self.startup_done {
                     info!(
                         records = self.recovery.records,
-                        "store journal replayed and applied"
+                        "store journal found at start: replayed and applied"
                     );
-                    self.recovery.records = 0;
+                    self.startup_done = true;
                 }
                 self.mode = Mode::Memory;
                 self.held_bytes = 0;
