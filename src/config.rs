@@ -65,13 +65,18 @@ pub enum StoreKind {
     None,
 }
 
-/// What the hooks do when the store's write queue is full.
+/// What the store writer does with writes that do not fit its memory buffer
+/// (`store.buffer_bytes`). Publishers never wait on it (in `sync` durability a PUBACK waits
+/// for the store itself).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Overflow {
-    /// Wait for room: publishers slow down, nothing is dropped.
+    /// Spill them to the journal in `data_dir`, replayed in order when the store answers
+    /// again and at start; dropped (counted, logged) only once the journal holds
+    /// `store.journal_bytes`. (The name is kept for existing files: writes wait in the
+    /// journal.)
     Wait,
-    /// Drop the write, count and log it: MQTT traffic never waits on the store.
+    /// Never journal: drop them, count and log them.
     Drop,
 }
 
@@ -99,6 +104,11 @@ pub struct StoreSection {
     pub overflow: Overflow,
     /// Most message ids kept in one mqtt_topic_msg_map item (keeps it under 400 KB).
     pub map_cap_per_topic: usize,
+    /// Bytes of store writes (estimated) the writer holds in memory before it spills to the
+    /// journal (or, with `overflow = "drop"`, drops).
+    pub buffer_bytes: u64,
+    /// Most bytes of the store writer's journal file in `data_dir` (also with DynamoDB).
+    pub journal_bytes: u64,
     /// How to reach DynamoDB; credentials never appear in logs (`Debug` redacts them).
     pub dynamo: DynamoConfig,
 }
@@ -111,6 +121,8 @@ impl Default for StoreSection {
             read_timeout_ms: 500,
             overflow: Overflow::Wait,
             map_cap_per_topic: 5_000,
+            buffer_bytes: 64 << 20,
+            journal_bytes: 1 << 30,
             dynamo: DynamoConfig::default(),
         }
     }

@@ -8,6 +8,8 @@ use axum::extract::State;
 use axum::http::header;
 use axum::response::IntoResponse;
 
+use dynamq_store::writer::HistogramSnapshot;
+
 use crate::broker::Broker;
 
 pub(super) async fn metrics(State(broker): State<Arc<Broker>>) -> impl IntoResponse {
@@ -92,16 +94,31 @@ pub(crate) fn render(broker: &Broker) -> String {
                 "Store write batches retried after a failure.",
                 w.retries,
             ),
-            (
-                "store_ops_rejected_full_total",
-                "Store write ops refused: queue full.",
-                w.rejected_full,
-            ),
             ("store_batches_total", "Store write calls made.", w.batches),
             (
-                "store_ops_dropped_full_total",
-                "Store write ops dropped by the drop overflow policy.",
-                s.dropped_full,
+                "store_ops_spilled_total",
+                "Store write ops appended to the journal (memory buffer full).",
+                w.spilled,
+            ),
+            (
+                "store_ops_replayed_total",
+                "Store write ops read back from the journal.",
+                w.replayed,
+            ),
+            (
+                "store_ops_dropped_journal_full_total",
+                "Store write ops dropped: memory buffer and journal full.",
+                w.dropped_journal_full,
+            ),
+            (
+                "store_ops_dropped_buffer_full_total",
+                "Store write ops dropped: memory buffer full (no journal, or it lags).",
+                w.dropped_buffer_full,
+            ),
+            (
+                "store_ops_dropped_journal_error_total",
+                "Store write ops lost to journal I/O errors or corrupt records (logged).",
+                w.dropped_journal_error,
             ),
             (
                 "store_evicted_total",
@@ -137,13 +154,77 @@ pub(crate) fn render(broker: &Broker) -> String {
         for (name, help, value) in counters {
             metric(&mut out, name, "counter", help, value);
         }
-        metric(
+        let gauges = [
+            (
+                "store_ops_pending",
+                "Store write ops queued or in flight.",
+                w.pending,
+            ),
+            (
+                "store_buffer_bytes",
+                "Estimated bytes of store write ops held in memory.",
+                w.buffered_bytes,
+            ),
+            (
+                "store_journal_ops",
+                "Store journal records not yet read back.",
+                w.journal_ops,
+            ),
+            (
+                "store_journal_bytes",
+                "Bytes of the store journal file.",
+                w.journal_bytes,
+            ),
+        ];
+        for (name, help, value) in gauges {
+            metric(&mut out, name, "gauge", help, value);
+        }
+    }
+    if let Some(actions) = broker.persistence.actions() {
+        let m = actions.writer_metrics();
+        histogram(
             &mut out,
-            "store_ops_pending",
-            "gauge",
-            "Store write ops queued or in flight.",
-            w.pending,
+            "store_batch_size",
+            "Ops per store write call.",
+            &m.batch_size,
         );
+        histogram(
+            &mut out,
+            "store_write_latency_seconds",
+            "Seconds per store write call.",
+            &m.write_latency,
+        );
+        let _ = writeln!(
+            out,
+            "# HELP dynamq_store_write_errors_total Store write ops whose attempt failed, by error code (retried or not)."
+        );
+        let _ = writeln!(out, "# TYPE dynamq_store_write_errors_total counter");
+        for (code, n) in &m.failures_by_code {
+            let _ = writeln!(
+                out,
+                "dynamq_store_write_errors_total{{code=\"{}\"}} {n}",
+                label_value(code)
+            );
+        }
     }
     out
+}
+
+/// A Prometheus histogram: cumulative `_bucket{le=..}`, then `_sum` and `_count`.
+fn histogram(out: &mut String, name: &str, help: &str, h: &HistogramSnapshot) {
+    let _ = writeln!(out, "# HELP dynamq_{name} {help}");
+    let _ = writeln!(out, "# TYPE dynamq_{name} histogram");
+    for (le, count) in &h.buckets {
+        let _ = writeln!(out, "dynamq_{name}_bucket{{le=\"{le}\"}} {count}");
+    }
+    let _ = writeln!(out, "dynamq_{name}_bucket{{le=\"+Inf\"}} {}", h.count);
+    let _ = writeln!(out, "dynamq_{name}_sum {}", h.sum);
+    let _ = writeln!(out, "dynamq_{name}_count {}", h.count);
+}
+
+/// A label value with `\`, `"` and newlines escaped, as the text format requires.
+fn label_value(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
 }

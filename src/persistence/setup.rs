@@ -115,6 +115,10 @@ pub async fn build(config: &Config, bindings: Vec<Binding>) -> Result<Persistenc
         Overflow::Drop => OverflowPolicy::Drop,
     };
     bc.map_cap_per_topic = config.store.map_cap_per_topic;
+    bc.buffer_bytes = config.store.buffer_bytes;
+    bc.journal_bytes = config.store.journal_bytes;
+    // The journal lives in the data directory whatever the store (DynamoDB too).
+    bc.journal_dir = Some(config.data_dir.clone());
     let actions = Actions::new(bc, bindings).await?;
     let mut persistence = Persistence::with_actions(
         actions,

@@ -5,7 +5,7 @@
 //! `PutClient` folds into the put; map adds and removes of one topic merge into one set each).
 
 use crate::msgid::MsgId;
-use crate::record::{AckedRecord, ClientRecord, MessageRecord, SubRecord};
+use crate::record::{AckedRecord, ClientRecord, MessageProps, MessageRecord, SubRecord};
 
 /// The six tables (without any prefix).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -128,6 +128,27 @@ impl WriteOp {
         }
     }
 
+    /// About how many bytes of memory the op holds while it waits in the writer: its heap
+    /// data (strings, payload, ids) plus the enum itself. The writer's memory budget
+    /// (`WriterConfig::buffer_bytes`) counts this; it need not be exact, only proportional.
+    pub fn approx_bytes(&self) -> u64 {
+        let heap = match self {
+            WriteOp::PutClient(r) => r.clientid.len() + r.node.len(),
+            WriteOp::ClientOffline { clientid, .. } => clientid.len(),
+            WriteOp::PutSub(r) => r.clientid.len() + r.topic.len(),
+            WriteOp::DeleteSub { clientid, topic } => clientid.len() + topic.len(),
+            WriteOp::PutRetain(r) | WriteOp::PutMsg(r) => message_heap_bytes(r),
+            WriteOp::DeleteRetain { topic } => topic.len(),
+            WriteOp::DeleteMsg { .. } => 0,
+            WriteOp::MapAdd { topic, msgids } | WriteOp::MapRemove { topic, msgids } => {
+                topic.len() + msgids.len() * std::mem::size_of::<MsgId>()
+            }
+            WriteOp::PutAcked(r) => r.topic.len() + r.clientid.len(),
+            WriteOp::DeleteAcked { topic, clientid } => topic.len() + clientid.len(),
+        };
+        (std::mem::size_of::<WriteOp>() + heap) as u64
+    }
+
     /// Whether DynamoDB writes this op with BatchWriteItem (a whole-item put or delete) rather
     /// than UpdateItem.
     pub fn is_item_write(&self) -> bool {
@@ -136,4 +157,19 @@ impl WriteOp {
             WriteOp::ClientOffline { .. } | WriteOp::MapAdd { .. } | WriteOp::MapRemove { .. }
         )
     }
+}
+
+/// The heap bytes of a stored message: strings, payload, and its v5 properties if any.
+fn message_heap_bytes(r: &MessageRecord) -> usize {
+    let props = r.props.as_deref().map_or(0, |p: &MessageProps| {
+        std::mem::size_of::<MessageProps>()
+            + p.content_type.as_ref().map_or(0, String::len)
+            + p.response_topic.as_ref().map_or(0, String::len)
+            + p.correlation_data.as_ref().map_or(0, |d| d.len())
+            + p.user_properties
+                .iter()
+                .map(|(k, v)| k.len() + v.len() + 2 * std::mem::size_of::<String>())
+                .sum::<usize>()
+    });
+    r.topic.len() + r.sender.len() + r.payload.len() + props
 }

@@ -1,142 +1,19 @@
 //! The writer against a scripted in-memory store: batch sizes, coalescing, per-key ordering,
-//! retries, permanent failures, backpressure.
+//! retries, permanent failures, the memory budget, and what `push_durable` resolves to.
 
-use std::collections::{BTreeMap, HashSet};
+mod fake_store;
+
+use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
-use dynamq_store::error::StoreError;
 use dynamq_store::msgid::MsgId;
 use dynamq_store::op::{OpKey, WriteOp};
-use dynamq_store::record::{ClientRecord, MessageRecord, RetainRecord, SubRecord};
-use dynamq_store::store::{Store, WriteFailure};
-use dynamq_store::writer::{Writer, WriterConfig};
-use parking_lot::Mutex;
-use tokio::sync::Semaphore;
-
-/// Records every batch; can hold the first write at a gate, fail the first calls, and checks
-/// that no key is ever written by two batches at once.
-#[derive(Default)]
-struct FakeStore {
-    batches: Mutex<Vec<Vec<WriteOp>>>,
-    /// Key -> last op applied.
-    state: Mutex<BTreeMap<OpKey, WriteOp>>,
-    inflight: Mutex<HashSet<OpKey>>,
-    overlap: AtomicBool,
-    gate: Option<Semaphore>,
-    fail_first: AtomicUsize,
-    retryable: bool,
-    delay: Duration,
-}
-
-impl FakeStore {
-    fn gated() -> FakeStore {
-        FakeStore {
-            gate: Some(Semaphore::new(0)),
-            ..FakeStore::default()
-        }
-    }
-    fn open_gate(&self) {
-        if let Some(g) = &self.gate {
-            g.add_permits(1_000_000);
-        }
-    }
-}
-
-impl Store for FakeStore {
-    async fn write(&self, ops: Vec<WriteOp>) -> Vec<WriteFailure> {
-        if let Some(g) = &self.gate {
-            let _permit = g.acquire().await;
-        }
-        let keys: Vec<OpKey> = ops.iter().map(WriteOp::key).collect();
-        {
-            let mut inflight = self.inflight.lock();
-            for k in &keys {
-                if !inflight.insert(k.clone()) {
-                    self.overlap.store(true, Ordering::SeqCst);
-                }
-            }
-        }
-        if !self.delay.is_zero() {
-            tokio::time::sleep(self.delay).await;
-        }
-        {
-            let mut inflight = self.inflight.lock();
-            for k in &keys {
-                inflight.remove(k);
-            }
-        }
-        if self
-            .fail_first
-            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
-            .is_ok()
-        {
-            return vec![WriteFailure {
-                ops,
-                error: StoreError::Dynamo {
-                    operation: "BatchWriteItem",
-                    table: "mqtt_msg".into(),
-                    code: if self.retryable {
-                        "ThrottlingException"
-                    } else {
-                        "ValidationException"
-                    }
-                    .into(),
-                    message: "scripted".into(),
-                    retryable: self.retryable,
-                },
-            }];
-        }
-        self.batches.lock().push(ops.clone());
-        let mut state = self.state.lock();
-        for op in ops {
-            state.insert(op.key(), op);
-        }
-        Vec::new()
-    }
-    async fn client(&self, _: &str) -> Result<Option<ClientRecord>, StoreError> {
-        Ok(None)
-    }
-    async fn clients_all(&self) -> Result<Vec<ClientRecord>, StoreError> {
-        Ok(Vec::new())
-    }
-    async fn subscriptions(&self, _: &str) -> Result<Vec<SubRecord>, StoreError> {
-        Ok(Vec::new())
-    }
-    async fn retained_all(&self) -> Result<Vec<RetainRecord>, StoreError> {
-        Ok(Vec::new())
-    }
-    async fn retained(&self, _: &str) -> Result<Option<RetainRecord>, StoreError> {
-        Ok(None)
-    }
-    async fn map_msgids(&self, _: &str) -> Result<Vec<MsgId>, StoreError> {
-        Ok(Vec::new())
-    }
-    async fn map_all(&self) -> Result<Vec<(String, Vec<MsgId>)>, StoreError> {
-        Ok(Vec::new())
-    }
-    async fn messages(&self, _: &[MsgId]) -> Result<Vec<MessageRecord>, StoreError> {
-        Ok(Vec::new())
-    }
-    async fn acked(&self, _: &str, _: &str) -> Result<Option<MsgId>, StoreError> {
-        Ok(None)
-    }
-}
-
-fn msg(i: u128, payload: &str) -> MessageRecord {
-    MessageRecord {
-        msgid: MsgId((1_700_000_000_000_000u128 << 64) | i),
-        topic: "t".into(),
-        sender: "s".into(),
-        qos: 1,
-        retain: false,
-        payload: Bytes::copy_from_slice(payload.as_bytes()),
-        arrived: 1_700_000_000,
-        props: Default::default(),
-    }
-}
+use dynamq_store::record::ClientRecord;
+use dynamq_store::writer::{NotStored, Writer, WriterConfig};
+use fake_store::{FakeStore, msg};
 
 fn config(pool_size: usize) -> WriterConfig {
     WriterConfig {
@@ -358,4 +235,119 @@ async fn max_attempts_gives_up_and_counts() {
     w.flush().await.expect("flush");
     let s = w.stats();
     assert_eq!((s.failed, s.retries), (1, 2), "{s:?}");
+}
+
+/// Resolves `d` within 5 s (the test fails otherwise).
+async fn resolve(d: dynamq_store::Durable) -> Result<(), NotStored> {
+    tokio::time::timeout(Duration::from_secs(5), d)
+        .await
+        .expect("Durable resolved within 5 s")
+}
+
+#[tokio::test]
+async fn push_durable_resolves_when_those_ops_are_applied() {
+    let store = Arc::new(FakeStore::gated());
+    let w = Writer::spawn(store.clone(), config(2));
+    let mut d = w
+        .push_durable([WriteOp::PutMsg(msg(1, "a")), WriteOp::PutMsg(msg(2, "b"))])
+        .expect("push");
+    tokio::time::sleep(Duration::from_millis(30)).await;
+    assert!(
+        futures_util::FutureExt::now_or_never(&mut d).is_none(),
+        "resolved while the store holds the writes at its gate"
+    );
+    store.open_gate();
+    assert_eq!(resolve(d).await, Ok(()));
+    assert_eq!(store.state.lock().len(), 2);
+    // Nothing to wait for: resolves at once.
+    assert_eq!(resolve(w.push_durable([]).expect("push")).await, Ok(()));
+}
+
+#[tokio::test]
+async fn push_durable_reports_a_permanent_failure_with_its_code() {
+    let store = Arc::new(FakeStore {
+        fail_first: AtomicUsize::new(1),
+        retryable: false,
+        ..FakeStore::default()
+    });
+    let w = Writer::spawn(store.clone(), config(1));
+    let d = w
+        .push_durable([WriteOp::PutMsg(msg(1, "a"))])
+        .expect("push");
+    assert_eq!(
+        resolve(d).await,
+        Err(NotStored::Failed {
+            code: "ValidationException".into()
+        })
+    );
+    // The next write is stored, and its own Durable says so.
+    let d = w
+        .push_durable([WriteOp::PutMsg(msg(2, "b"))])
+        .expect("push");
+    assert_eq!(resolve(d).await, Ok(()));
+}
+
+#[tokio::test]
+async fn without_a_journal_ops_over_the_budget_are_dropped_and_counted() {
+    let store = Arc::new(FakeStore::gated());
+    let op_bytes = WriteOp::PutMsg(msg(0, "x")).approx_bytes();
+    let w = Writer::spawn(
+        store.clone(),
+        WriterConfig {
+            buffer_bytes: op_bytes * 10,
+            ..config(1)
+        },
+    );
+    for i in 0..10 {
+        w.push(WriteOp::PutMsg(msg(i, "x"))).expect("push");
+    }
+    let d = w
+        .push_durable([WriteOp::PutMsg(msg(99, "x"))])
+        .expect("push");
+    assert_eq!(resolve(d).await, Err(NotStored::Dropped));
+    for i in 10..20 {
+        w.push(WriteOp::PutMsg(msg(i, "x"))).expect("push");
+    }
+    let s = w.stats();
+    assert_eq!((s.submitted, s.dropped_buffer_full), (21, 11), "{s:?}");
+    assert!(s.buffered_bytes <= op_bytes * 10, "{s:?}");
+    store.open_gate();
+    w.flush().await.expect("flush");
+    assert_eq!(store.state.lock().len(), 10);
+    let s = w.stats();
+    assert_eq!(
+        (s.written, s.buffered_bytes, s.pending),
+        (10, 0, 0),
+        "{s:?}"
+    );
+}
+
+#[tokio::test]
+async fn histograms_and_failures_by_code_are_recorded() {
+    let store = Arc::new(FakeStore {
+        fail_first: AtomicUsize::new(2),
+        retryable: true,
+        ..FakeStore::default()
+    });
+    let w = Writer::spawn(store.clone(), config(1));
+    for i in 0..3 {
+        w.push(WriteOp::PutMsg(msg(i, "x"))).expect("push");
+    }
+    w.flush().await.expect("flush");
+    let m = w.metrics();
+    let calls = m.write_latency.count;
+    assert_eq!(m.batch_size.count, calls);
+    assert!(calls >= 3, "{m:?}");
+    let throttled = m.failures_by_code.get("ThrottlingException").copied();
+    assert!(throttled.is_some_and(|n| n >= 2), "{m:?}");
+    // Cumulative buckets end at the count.
+    assert!(m.batch_size.buckets.windows(2).all(|b| b[0].1 <= b[1].1));
+    assert!(
+        m.batch_size
+            .buckets
+            .last()
+            .is_some_and(|b| b.1 == m.batch_size.count)
+    );
+    // The three ops were pushed before the batcher ran: one batch of 3, sent 3 times.
+    assert_eq!((calls, m.batch_size.sum), (3, 9.0), "{m:?}");
 }

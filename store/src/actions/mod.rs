@@ -24,7 +24,7 @@ use crate::msgid::{MsgId, MsgIdGen};
 use crate::op::WriteOp;
 use crate::record::{AckedRecord, ClientRecord, MessageRecord, RetainRecord, SubRecord};
 use crate::store::Store;
-use crate::writer::{Durable, SubmitError, Writer, WriterClosed, WriterConfig};
+use crate::writer::{Durable, JournalConfig, Writer, WriterConfig};
 pub use types::{
     ActionsConfig, ActionsError, ActionsStats, OverflowPolicy, PublishedMessage, StoreConfig,
 };
@@ -49,7 +49,6 @@ pub struct Actions {
     writer_task: Mutex<Option<tokio::task::JoinHandle<()>>>,
     bindings: Vec<Binding>,
     ids: MsgIdGen,
-    overflow: OverflowPolicy,
     map_cap: usize,
     delivered_cap: usize,
     /// mqtt_topic_msg_map, by topic: the ids, in msgid (time) order.
@@ -88,7 +87,17 @@ impl Actions {
                 },
             ),
         };
-        let writer_config = config.writer.clone().unwrap_or(default_writer);
+        let writer_config = config.writer.clone().unwrap_or_else(|| WriterConfig {
+            buffer_bytes: config.buffer_bytes,
+            journal: match (config.overflow, &config.journal_dir) {
+                (OverflowPolicy::Wait, Some(dir)) => Some(JournalConfig {
+                    dir: dir.clone(),
+                    max_bytes: config.journal_bytes,
+                }),
+                _ => None,
+            },
+            ..default_writer
+        });
         Actions::with_store(store, writer_config, &config, bindings).await
     }
 
@@ -106,7 +115,6 @@ impl Actions {
             writer_task: Mutex::new(Some(task)),
             bindings,
             ids: MsgIdGen::new(&config.node),
-            overflow: config.overflow,
             map_cap: config.map_cap_per_topic.max(1),
             delivered_cap: config.delivered_cap_per_subscription.max(1),
             stored: RwLock::new(TopicMap::default()),
@@ -114,6 +122,24 @@ impl Actions {
             replay_since: Mutex::new(HashMap::new()),
             counters: Counters::default(),
         };
+        // Ops replayed from the journal come before anything the indexes would miss: wait
+        // for them (during an outage this waits for the store, and says so).
+        let recovery = actions.writer.recovery().await?;
+        if recovery.records > 0 {
+            let flush = actions.writer.flush();
+            tokio::pin!(flush);
+            let started = std::time::Instant::now();
+            loop {
+                match tokio::time::timeout(std::time::Duration::from_secs(10), &mut flush).await {
+                    Ok(done) => break done?,
+                    Err(_) => tracing::warn!(
+                        records = recovery.records,
+                        waited_secs = started.elapsed().as_secs(),
+                        "still replaying the store journal before loading the indexes"
+                    ),
+                }
+            }
+        }
         actions.refresh_indexes().await?;
         Ok(actions)
     }
@@ -190,21 +216,10 @@ impl Actions {
         self.bindings.iter().any(|h| h.action == action)
     }
 
-    /// Queues a write; never waits (the writer buffers it).
+    /// Queues a write; never waits (the writer buffers, journals or drops it: see
+    /// [`OverflowPolicy`]).
     fn submit(&self, op: WriteOp) -> Result<(), ActionsError> {
-        match self.overflow {
-            OverflowPolicy::Wait => Ok(self.writer.push(op)?),
-            OverflowPolicy::Drop => match self.writer.try_submit(op) {
-                Ok(()) => Ok(()),
-                Err(SubmitError::Full(op)) => {
-                    self.counters.dropped_full.fetch_add(1, Ordering::Relaxed);
-                    tracing::error!(table = op.table().base_name(), op = ?op.key(),
-                        "store write queue full: op dropped");
-                    Ok(())
-                }
-                Err(SubmitError::Closed(_)) => Err(WriterClosed.into()),
-            },
-        }
+        Ok(self.writer.push(op)?)
     }
 
     /// client.connected: on_client_connected puts mqtt_client {connect_state 1, online_at now,

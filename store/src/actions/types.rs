@@ -8,7 +8,7 @@ use bytes::Bytes;
 use crate::dynamo::DynamoConfig;
 use crate::error::StoreError;
 use crate::record::MessageProps;
-use crate::writer::{WriterClosed, WriterConfig, WriterStats};
+use crate::writer::{WriterClosed, WriterConfig, WriterMetrics, WriterStats};
 
 /// Which store, and where.
 #[derive(Debug, Clone)]
@@ -20,14 +20,20 @@ pub enum StoreConfig {
     Dynamo(DynamoConfig),
 }
 
-/// What to do when the write queue is full.
+/// What the writer does with writes that do not fit its memory buffer
+/// (`ActionsConfig::buffer_bytes`). Neither ever makes the event's caller wait.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum OverflowPolicy {
-    /// Wait for room: the event's caller is slowed down (backpressure). Nothing is dropped.
+    /// Spill them to the journal in the data directory (replayed in order when the store
+    /// answers again, and at start); only when the journal is full
+    /// (`ActionsConfig::journal_bytes`) are they dropped, counted
+    /// (`WriterStats::dropped_journal_full`) and logged. The name is the config value
+    /// `overflow = "wait"`, kept for existing files: writes wait in the journal, not the
+    /// publisher.
     #[default]
     Wait,
-    /// Drop the op, count it (`WriterStats::rejected_full`) and log it: MQTT traffic never
-    /// waits on the store.
+    /// Never journal: drop them, count them (`WriterStats::dropped_buffer_full`) and log
+    /// them (rate-limited).
     Drop,
 }
 
@@ -38,9 +44,17 @@ pub struct ActionsConfig {
     /// This broker node's name: mixed into msgids (EMQX's node+pid hash).
     pub node: String,
     /// `None`: defaults for the store (DynamoDB: 25 per batch, `pool_size` requests in
-    /// flight; embedded: 512 per transaction, 2 transactions in flight).
+    /// flight; embedded: 512 per transaction, 2 transactions in flight) with `buffer_bytes`
+    /// and the journal below. `Some`: exactly this (its own `buffer_bytes` and `journal`).
     pub writer: Option<WriterConfig>,
     pub overflow: OverflowPolicy,
+    /// The writer's memory budget in bytes (ops estimated by `WriteOp::approx_bytes`).
+    pub buffer_bytes: u64,
+    /// Where the writer's journal lives (the broker's data directory), whatever the store;
+    /// `None`: no journal (over the budget, writes are dropped).
+    pub journal_dir: Option<PathBuf>,
+    /// Most bytes the journal file holds.
+    pub journal_bytes: u64,
     /// Most ids kept in one mqtt_topic_msg_map item; older ones are evicted (their message
     /// deleted) and counted. 5,000 ids of ~47 bytes stay well under DynamoDB's 400 KB item.
     pub map_cap_per_topic: usize,
@@ -49,8 +63,17 @@ pub struct ActionsConfig {
 }
 
 impl ActionsConfig {
+    /// Defaults: 64 MiB of memory buffer, a 1 GiB journal in the embedded store's data
+    /// directory (none for DynamoDB unless `journal_dir` is set).
     pub fn new(store: StoreConfig, node: impl Into<String>) -> ActionsConfig {
+        let journal_dir = match &store {
+            StoreConfig::Embedded { data_dir } => Some(data_dir.clone()),
+            StoreConfig::Dynamo(_) => None,
+        };
         ActionsConfig {
+            journal_dir,
+            buffer_bytes: crate::writer::DEFAULT_BUFFER_BYTES,
+            journal_bytes: 1 << 30,
             store,
             node: node.into(),
             writer: None,
@@ -98,7 +121,8 @@ pub struct ActionsStats {
     pub dangling: u64,
     /// Stored messages not replayed because this subscription already got them.
     pub duplicates_skipped: u64,
-    /// Ops dropped by [`OverflowPolicy::Drop`].
+    /// Not counted any more (always 0): drops are the writer's, by cause, in
+    /// `writer.dropped_buffer_full` and `writer.dropped_journal_full`.
     pub dropped_full: u64,
     /// Stored-message replays that failed on a store read (logged; SUBSCRIBE still served).
     pub read_errors: u64,
@@ -106,4 +130,12 @@ pub struct ActionsStats {
     pub sessions_expired: u64,
     /// Topics with stored messages in the index.
     pub stored_topics: u64,
+}
+
+impl super::Actions {
+    /// The writer's histograms and failures by error code (what does not fit the `Copy`
+    /// [`ActionsStats`]).
+    pub fn writer_metrics(&self) -> WriterMetrics {
+        self.writer.metrics()
+    }
 }

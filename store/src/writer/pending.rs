@@ -1,0 +1,114 @@
+//! Ops waiting for one key, already coalesced: last write wins, a `ClientOffline` folds into
+//! a pending `PutClient`, map adds and removes of one topic merge into one set each.
+
+use std::collections::BTreeSet;
+
+use super::durable::Tracker;
+use crate::msgid::MsgId;
+use crate::op::WriteOp;
+
+/// The coalesced ops of one key.
+pub(super) enum Pending {
+    Item(WriteOp),
+    /// Disjoint sets: an add cancels a pending remove of the same id and vice versa, so the
+    /// two UpdateItems can go in either order.
+    Map {
+        topic: String,
+        add: BTreeSet<MsgId>,
+        remove: BTreeSet<MsgId>,
+    },
+}
+
+impl Pending {
+    pub(super) fn new(op: WriteOp) -> Pending {
+        match op {
+            WriteOp::MapAdd { topic, msgids } => Pending::Map {
+                topic,
+                add: msgids.into_iter().collect(),
+                remove: BTreeSet::new(),
+            },
+            WriteOp::MapRemove { topic, msgids } => Pending::Map {
+                topic,
+                add: BTreeSet::new(),
+                remove: msgids.into_iter().collect(),
+            },
+            op => Pending::Item(op),
+        }
+    }
+
+    pub(super) fn coalesce(&mut self, op: WriteOp) {
+        match (self, op) {
+            (Pending::Map { add, remove, .. }, WriteOp::MapAdd { msgids, .. }) => {
+                for id in msgids {
+                    remove.remove(&id);
+                    add.insert(id);
+                }
+            }
+            (Pending::Map { add, remove, .. }, WriteOp::MapRemove { msgids, .. }) => {
+                for id in msgids {
+                    add.remove(&id);
+                    remove.insert(id);
+                }
+            }
+            (
+                Pending::Item(WriteOp::PutClient(rec)),
+                WriteOp::ClientOffline {
+                    offline_at,
+                    session_expires_at,
+                    ..
+                },
+            ) => {
+                rec.connect_state = 0;
+                rec.offline_at = offline_at;
+                rec.session_expires_at = session_expires_at;
+            }
+            (this, op) => *this = Pending::new(op),
+        }
+    }
+
+    /// About the memory it holds (see [`WriteOp::approx_bytes`]); a set entry costs about
+    /// three ids (the B-tree's nodes).
+    pub(super) fn approx_bytes(&self) -> u64 {
+        match self {
+            Pending::Item(op) => op.approx_bytes(),
+            Pending::Map { topic, add, remove } => {
+                let id = std::mem::size_of::<MsgId>();
+                (std::mem::size_of::<WriteOp>() + topic.len() + 3 * id * (add.len() + remove.len()))
+                    as u64
+            }
+        }
+    }
+
+    pub(super) fn into_ops(self) -> Vec<WriteOp> {
+        match self {
+            Pending::Item(op) => vec![op],
+            Pending::Map { topic, add, remove } => {
+                let mut ops = Vec::with_capacity(2);
+                if !add.is_empty() {
+                    ops.push(WriteOp::MapAdd {
+                        topic: topic.clone(),
+                        msgids: add.into_iter().collect(),
+                    });
+                }
+                if !remove.is_empty() {
+                    ops.push(WriteOp::MapRemove {
+                        topic,
+                        msgids: remove.into_iter().collect(),
+                    });
+                }
+                ops
+            }
+        }
+    }
+}
+
+/// A key's entry in the batcher: its coalesced ops and what is owed to whom once they apply.
+pub(super) struct PendingEntry {
+    /// Sequence number of the oldest op folded in: the entry holds back flushes from there.
+    pub(super) min_seq: u64,
+    pub(super) value: Pending,
+    /// What `value` is counted for in the memory budget.
+    pub(super) bytes: u64,
+    /// The `push_durable` calls with an op folded in (one clone per op).
+    pub(super) trackers: Vec<Tracker>,
+}
