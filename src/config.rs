@@ -98,6 +98,8 @@ pub struct StoreSection {
     pub map_cap_per_topic: usize,
     /// How to reach DynamoDB; credentials never appear in logs (`Debug` redacts them).
     pub dynamo: DynamoConfig,
+    /// Most stored message ids per topic (over its map items) before the oldest are evicted; 0: unlimited.
+    pub max_stored_per_topic: usize,
 }
 
 impl Default for StoreSection {
@@ -108,6 +110,7 @@ impl Default for StoreSection {
             overflow: Overflow::Wait,
             map_cap_per_topic: 5_000,
             dynamo: DynamoConfig::default(),
+            max_stored_per_topic: 100_000,
         }
     }
 }

@@ -115,6 +115,7 @@ pub async fn build(config: &Config, bindings: Vec<Binding>) -> Result<Persistenc
         Overflow::Drop => OverflowPolicy::Drop,
     };
     bc.map_cap_per_topic = config.store.map_cap_per_topic;
+    bc.max_stored_per_topic = config.store.max_stored_per_topic;
     let actions = Actions::new(bc, bindings).await?;
     Ok(Persistence::with_actions(
         actions,
