@@ -70,6 +70,7 @@ pub struct Actions {
     bindings: Vec<Binding>,
     ids: MsgIdGen,
     overflow: OverflowPolicy,
+    /// Most ids in one map item: the tutorial's item holds the newest this many.
     map_cap: usize,
     delivered_cap: usize,
     /// Most ids per topic over all its map items (0: unlimited).
@@ -351,7 +352,8 @@ impl Actions {
 
     /// session.unsubscribed: deletes the stored subscription (when on_subscribe_lookup is
     /// configured) and, with on_acked_delete, mqtt_acked[filter, clientid] (and, for a
-    /// wildcard filter, the rows of the stored topics it matches).
+    /// wildcard filter, the rows of the stored topics it matches: the index's real topics,
+    /// never the `"<topic>#<n>"` overflow items).
     pub fn unsubscribed(&self, clientid: &str, filter: &str) -> Result<(), ActionsError> {
         if let Some(subs) = self.delivered.lock().get_mut(clientid) {
             subs.remove(filter);
