@@ -111,6 +111,8 @@ pub struct StoreSection {
     pub journal_bytes: u64,
     /// How to reach DynamoDB; credentials never appear in logs (`Debug` redacts them).
     pub dynamo: DynamoConfig,
+    /// Most stored message ids per topic (over its map items) before the oldest are evicted; 0: unlimited.
+    pub max_stored_per_topic: usize,
 }
 
 impl Default for StoreSection {
@@ -124,6 +126,7 @@ impl Default for StoreSection {
             buffer_bytes: 64 << 20,
             journal_bytes: 1 << 30,
             dynamo: DynamoConfig::default(),
+            max_stored_per_topic: 100_000,
         }
     }
 }

@@ -119,6 +119,7 @@ pub async fn build(config: &Config, bindings: Vec<Binding>) -> Result<Persistenc
     bc.journal_bytes = config.store.journal_bytes;
     // The journal lives in the data directory whatever the store (DynamoDB too).
     bc.journal_dir = Some(config.data_dir.clone());
+    bc.max_stored_per_topic = config.store.max_stored_per_topic;
     let actions = Actions::new(bc, bindings).await?;
     let mut persistence = Persistence::with_actions(
         actions,

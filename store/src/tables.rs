@@ -2,7 +2,8 @@
 //!
 //! The key schemas are the tutorial's: every key attribute is a string; mqtt_sub and
 //! mqtt_acked have a range key. No TTL is configured (dynalite has no UpdateTimeToLive and the
-//! design does not need one: stored messages are removed on ack, expiry and per-topic cap).
+//! design does not need one: stored messages are removed on ack, expiry and the per-topic budget
+//! `max_stored_per_topic`).
 
 use std::fmt;
 use std::time::{Duration, Instant};

@@ -452,3 +452,37 @@ async fn a_write_during_an_outage_lands_after_restart() {
     let s = w.stats();
     assert_eq!((s.failed, s.pending), (0, 0), "{s:?}");
 }
+
+/// The item size the actions check ([`message_item_size`]) is DynamoDB's: dynalite, which
+/// applies DynamoDB's size rules, stores a message item of exactly 400 KB and refuses one a
+/// byte over.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn message_item_size_is_dynamodbs() {
+    use dynamq_store::dynamo::{MAX_ITEM_BYTES, message_item_size};
+    use dynamq_store::record::MessageRecord;
+
+    let prefix = unique_prefix("itemsize");
+    let client = shared().client().await;
+    create_tables(&client, &prefix, Billing::PayPerRequest)
+        .await
+        .expect("create tables");
+    let store = DynamoStore::with_client(client, &prefix);
+    let record = |len: usize| MessageRecord {
+        msgid: MsgId(0x0005_f3a2_1b2c_3d4e_0102_0304_0506_0708 + len as u128),
+        topic: "size/t".into(),
+        sender: "s".into(),
+        qos: 1,
+        retain: false,
+        payload: Bytes::from(vec![b'a'; len]),
+        arrived: 1_563_765_246,
+        props: None,
+    };
+    let base = message_item_size(&record(0));
+    let at_limit = record(MAX_ITEM_BYTES - base);
+    assert_eq!(message_item_size(&at_limit), MAX_ITEM_BYTES);
+    let failed = store.write(vec![WriteOp::PutMsg(at_limit)]).await;
+    assert!(failed.is_empty(), "{failed:?}");
+    let over = record(MAX_ITEM_BYTES - base + 1);
+    let failed = store.write(vec![WriteOp::PutMsg(over)]).await;
+    assert_eq!(failed.len(), 1, "dynalite refuses an item over 400 KB");
+}

@@ -2,9 +2,10 @@
 //! mqtt_topic_msg_map of the matching topics) and on_message_fetch_for_pubsub (only ids after
 //! the client's mqtt_acked cursor of each topic).
 //!
-//! Topics come from the stored-message index (wildcards work); each topic's ids are read
-//! from the store (the index may lag other nodes) and merged with the index's (the store may
-//! lag this node's writer). Then, per hook: ids older than `time_range` are expired (removed
+//! Topics come from the stored-message index (wildcards work; its keys are real topics, never
+//! the `"<topic>#<n>"` overflow items); each topic's ids are read from the store, from the
+//! tutorial's item and its overflow items (the index may lag other nodes), and merged with
+//! the index's (the store may lag this node's writer); an id in two items counts once. Then, per hook: ids older than `time_range` are expired (removed
 //! and their messages deleted), the newest `max_returned_count` kept, the messages read with
 //! BatchGetItem and returned in msgid order, less those past their Message Expiry Interval
 //! (deleted).
@@ -14,6 +15,7 @@ use std::time::Duration;
 
 use futures_util::future::join_all;
 
+use super::topic_ids::{Slot, TopicIds, item_key};
 use super::{Actions, ActionsError};
 use crate::binding::{Action, Binding};
 use crate::msgid::{MsgId, now_micros};
@@ -87,28 +89,66 @@ impl Actions {
         topics
     }
 
+    /// Every id of each topic: read from all its map items in the store (the tutorial's
+    /// item and its overflow items), merged into the index (an id keeps the item the index
+    /// has for it: the store may lag a move) and returned from the index.
     async fn read_topic_ids(
         &self,
         topics: &[String],
     ) -> Result<HashMap<String, BTreeSet<MsgId>>, ActionsError> {
         let mut out = HashMap::with_capacity(topics.len());
         for chunk in topics.chunks(READ_CONCURRENCY) {
-            let reads = join_all(chunk.iter().map(|t| self.store.map_msgids(t))).await;
-            for (topic, ids) in chunk.iter().zip(reads) {
-                let mut ids: BTreeSet<MsgId> = ids?.into_iter().collect();
+            let reads = join_all(chunk.iter().map(|t| self.read_topic_items(t))).await;
+            for (topic, items) in chunk.iter().zip(reads) {
+                let items = items?;
                 let mut index = self.stored.write();
-                if let Some(local) = index.get(topic) {
-                    ids.extend(local.iter().copied());
+                let ids = index.entry(topic);
+                for (slot, found) in items {
+                    for id in found {
+                        ids.load(slot, id);
+                    }
                 }
-                if ids.is_empty() {
+                let all = ids.all();
+                if all.is_empty() {
                     index.remove(topic);
-                } else {
-                    index.insert(topic.clone(), ids.clone());
                 }
-                out.insert(topic.clone(), ids);
+                out.insert(topic.clone(), all);
             }
         }
         Ok(out)
+    }
+
+    /// The ids of each of a topic's map items in the store: the tutorial's item, the
+    /// overflow items the index knows, and any further ones (another node may have written
+    /// them), probed while they exist, when the topic has overflow items or a full
+    /// tutorial's item.
+    async fn read_topic_items(&self, topic: &str) -> Result<Vec<(Slot, Vec<MsgId>)>, ActionsError> {
+        let known = self.stored.read().get(topic).map_or(0, TopicIds::max_slot);
+        let reads = join_all((0..=known).map(|slot| self.item_ids(topic, slot))).await;
+        let mut items = Vec::with_capacity(reads.len());
+        for (slot, ids) in (0..=known).zip(reads) {
+            items.push((slot, ids?));
+        }
+        let main_full = items
+            .first()
+            .is_some_and(|(_, ids)| ids.len() >= self.map_cap);
+        if known > 0 || main_full {
+            let mut slot = known + 1;
+            loop {
+                let ids = self.item_ids(topic, slot).await?;
+                if ids.is_empty() {
+                    break;
+                }
+                items.push((slot, ids));
+                slot += 1;
+            }
+        }
+        Ok(items)
+    }
+
+    /// The ids of one map item of a topic (empty if it does not exist).
+    async fn item_ids(&self, topic: &str, slot: Slot) -> Result<Vec<MsgId>, ActionsError> {
+        Ok(self.store.map_msgids(&item_key(topic, slot)).await?)
     }
 
     async fn read_cursors(
@@ -155,8 +195,8 @@ impl Actions {
         Ok(ids)
     }
 
-    /// Removes ids from the maps of whichever topics hold them (and their messages, if
-    /// `delete_messages`).
+    /// Removes ids from whichever topics hold them (index and map items), and their
+    /// messages if `delete_messages`.
     async fn remove_ids(
         &self,
         ids: &[MsgId],
@@ -165,25 +205,7 @@ impl Actions {
     ) -> Result<(), ActionsError> {
         for (topic, held) in ids_by_topic {
             let gone: Vec<MsgId> = ids.iter().copied().filter(|id| held.contains(id)).collect();
-            if gone.is_empty() {
-                continue;
-            }
-            if delete_messages {
-                self.remove_stored(topic, gone)?;
-            } else {
-                {
-                    let mut index = self.stored.write();
-                    if let Some(set) = index.get_mut(topic) {
-                        for id in &gone {
-                            set.remove(id);
-                        }
-                    }
-                }
-                self.submit(crate::op::WriteOp::MapRemove {
-                    topic: topic.clone(),
-                    msgids: gone,
-                })?;
-            }
+            self.remove_ids_of(topic, &gone, delete_messages)?;
         }
         Ok(())
     }

@@ -3,9 +3,25 @@
 //! Each method runs only the functions configured for its event (the hook's topic filter is
 //! matched against the message topic, or the subscription filter for session events), as in
 //! DESIGN.md's action table. Writes go through the [`Writer`]; reads are awaited.
+//!
+//! Stored messages (on_message_publish) are never evicted while a subscriber may need them,
+//! up to a per-topic budget (`max_stored_per_topic`, default 100,000 ids; beyond it the
+//! oldest are evicted and counted in `evicted`). mqtt_topic_msg_map keeps DynamoDB's 400 KB
+//! item limit by spreading a topic's ids over several items: the tutorial's item holds the
+//! newest `map_cap_per_topic` ids, older ones live in overflow items `"<topic>#<n>"` (layout
+//! and crash-safety of the moves in [`topic_ids`]). The in-memory index knows every id of a
+//! topic and which item holds it; every reader (start, replay, ack, eviction, unsubscribe)
+//! goes through it, and its keys are real topics only, so an overflow item is never taken
+//! for a topic nor matched by a wildcard filter.
+//!
+//! On DynamoDB, a message whose mqtt_msg / mqtt_retain item would pass 400 KB is refused
+//! before anything is written ([`ActionsError::TooLarge`], counted in `too_large`).
 
 mod fetch;
+mod mover;
 mod session;
+mod stored;
+mod topic_ids;
 mod types;
 
 use std::collections::{BTreeSet, HashMap};
@@ -25,6 +41,8 @@ use crate::op::WriteOp;
 use crate::record::{AckedRecord, ClientRecord, MessageRecord, RetainRecord, SubRecord};
 use crate::store::Store;
 use crate::writer::{Durable, JournalConfig, Writer, WriterConfig};
+use mover::Mover;
+use topic_ids::TopicIds;
 pub use types::{
     ActionsConfig, ActionsError, ActionsStats, OverflowPolicy, PublishedMessage, StoreConfig,
 };
@@ -36,9 +54,10 @@ struct Counters {
     message_expired: AtomicU64,
     dangling: AtomicU64,
     duplicates_skipped: AtomicU64,
-    dropped_full: AtomicU64,
     read_errors: AtomicU64,
     sessions_expired: AtomicU64,
+    too_large: AtomicU64,
+    moved_to_overflow: AtomicU64,
 }
 
 /// The actions and their state. Share it with `Arc<Actions>`.
@@ -49,10 +68,16 @@ pub struct Actions {
     writer_task: Mutex<Option<tokio::task::JoinHandle<()>>>,
     bindings: Vec<Binding>,
     ids: MsgIdGen,
+    /// Most ids in one map item: the tutorial's item holds the newest this many.
     map_cap: usize,
     delivered_cap: usize,
-    /// mqtt_topic_msg_map, by topic: the ids, in msgid (time) order.
-    stored: RwLock<TopicMap<BTreeSet<MsgId>>>,
+    /// Most ids per topic over all its map items (0: unlimited).
+    max_stored: usize,
+    /// mqtt_topic_msg_map, by (real) topic: every id of the topic and the item holding it.
+    stored: RwLock<TopicMap<TopicIds>>,
+    /// Finishes moves to overflow items: removes ids from the tutorial's item once their
+    /// add to the overflow item is durable.
+    mover: Mover,
     /// Stored msgids already replayed, per client and subscription filter (cleared on
     /// unsubscribe and disconnect).
     delivered: Mutex<HashMap<String, HashMap<String, BTreeSet<MsgId>>>>,
@@ -111,13 +136,15 @@ impl Actions {
         let (writer, task) = Writer::spawn_with_handle(Arc::new(store.clone()), writer_config);
         let actions = Actions {
             store,
-            writer,
+            writer: writer.clone(),
             writer_task: Mutex::new(Some(task)),
             bindings,
             ids: MsgIdGen::new(&config.node),
             map_cap: config.map_cap_per_topic.max(1),
             delivered_cap: config.delivered_cap_per_subscription.max(1),
+            max_stored: config.max_stored_per_topic,
             stored: RwLock::new(TopicMap::default()),
+            mover: Mover::spawn(writer.clone()),
             delivered: Mutex::new(HashMap::new()),
             replay_since: Mutex::new(HashMap::new()),
             counters: Counters::default(),
@@ -142,20 +169,6 @@ impl Actions {
         }
         actions.refresh_indexes().await?;
         Ok(actions)
-    }
-
-    /// Reloads the stored-message index from the store (at start; and when other nodes
-    /// write the same tables).
-    pub async fn refresh_indexes(&self) -> Result<(), ActionsError> {
-        let maps = self.store.map_all().await?;
-        let mut s = TopicMap::default();
-        for (topic, ids) in maps {
-            if !ids.is_empty() {
-                s.insert(topic, ids.into_iter().collect::<BTreeSet<_>>());
-            }
-        }
-        *self.stored.write() = s;
-        Ok(())
     }
 
     /// The store, for direct reads.
@@ -353,7 +366,8 @@ impl Actions {
 
     /// session.unsubscribed: deletes the stored subscription (when on_subscribe_lookup is
     /// configured) and, with on_acked_delete, mqtt_acked[filter, clientid] (and, for a
-    /// wildcard filter, the rows of the stored topics it matches).
+    /// wildcard filter, the rows of the stored topics it matches: the index's real topics,
+    /// never the `"<topic>#<n>"` overflow items).
     pub fn unsubscribed(&self, clientid: &str, filter: &str) -> Result<(), ActionsError> {
         if let Some(subs) = self.delivered.lock().get_mut(clientid) {
             subs.remove(filter);
@@ -398,6 +412,11 @@ impl Actions {
     /// on_message_retain / on_retain_delete (retain flag; empty payload deletes). An empty
     /// retained message is never stored. Never waits. With `durable`, returns what resolves
     /// once the message's writes are stored (`None`: it has none).
+    ///
+    /// On DynamoDB, a message whose item would pass 400 KB is refused with
+    /// [`ActionsError::TooLarge`] before anything is written (counted in `too_large`): the
+    /// broker refuses the publish rather than acknowledging a message it would lose. A topic
+    /// past `max_stored_per_topic` ids has its oldest evicted (counted in `evicted`).
     pub fn message_published(
         &self,
         msg: PublishedMessage<'_>,
@@ -414,17 +433,12 @@ impl Actions {
             arrived: msgid.timestamp_secs(),
             props: msg.props.clone().boxed(),
         };
-        let mut ops = Vec::new();
         let empty_retained = msg.retain && msg.payload.is_empty();
-        if msg.retain {
-            if !empty_retained && self.binding(Action::OnMessageRetain, msg.topic).is_some() {
-                ops.push(WriteOp::PutRetain(record()));
-            } else if empty_retained && self.binding(Action::OnRetainDelete, msg.topic).is_some() {
-                ops.push(WriteOp::DeleteRetain {
-                    topic: msg.topic.to_owned(),
-                });
-            }
-        }
+        let put_retain = msg.retain
+            && !empty_retained
+            && self.binding(Action::OnMessageRetain, msg.topic).is_some();
+        let delete_retain =
+            empty_retained && self.binding(Action::OnRetainDelete, msg.topic).is_some();
         // A retained message reaches new subscribers through mqtt_retain (on_retain_lookup).
         // Queueing it too would replay it a second time, and replay it after it was replaced
         // or deleted: so only non-retained messages are queued.
@@ -432,7 +446,20 @@ impl Actions {
             && msg.qos > 0
             && !msg.retain
             && self.binding(Action::OnMessagePublish, msg.topic).is_some();
-        if !empty_retained && (queue || self.binding(Action::OnMessageStore, msg.topic).is_some()) {
+        let put_msg =
+            !empty_retained && (queue || self.binding(Action::OnMessageStore, msg.topic).is_some());
+        if (put_retain || put_msg) && matches!(self.store, AnyStore::Dynamo(_)) {
+            self.check_item_size(&record())?;
+        }
+        let mut ops = Vec::new();
+        if put_retain {
+            ops.push(WriteOp::PutRetain(record()));
+        } else if delete_retain {
+            ops.push(WriteOp::DeleteRetain {
+                topic: msg.topic.to_owned(),
+            });
+        }
+        if put_msg {
             ops.push(WriteOp::PutMsg(record()));
         }
         if queue {
@@ -451,60 +478,9 @@ impl Actions {
             }
         };
         if queue {
-            let evicted = {
-                let mut stored = self.stored.write();
-                let ids = stored.entry(msg.topic);
-                ids.insert(msgid);
-                let mut evicted = Vec::new();
-                while ids.len() > self.map_cap {
-                    if let Some(old) = ids.pop_first() {
-                        evicted.push(old);
-                    }
-                }
-                evicted
-            };
-            if !evicted.is_empty() {
-                let n = evicted.len() as u64;
-                let before = self.counters.evicted.fetch_add(n, Ordering::Relaxed);
-                // Logged at the first eviction and then once per 10,000: under a steady
-                // overload every publish evicts, and a line each would flood the log.
-                if before == 0 || before / 10_000 != (before + n) / 10_000 {
-                    tracing::warn!(
-                        topic = msg.topic,
-                        cap = self.map_cap,
-                        evicted_total = before + n,
-                        "stored messages over the per-topic cap: oldest evicted"
-                    );
-                }
-                self.remove_stored(msg.topic, evicted)?;
-            }
+            self.index_new(msg.topic, msgid)?;
         }
         Ok(durable)
-    }
-
-    /// Removes ids from a topic's map (store and index) and deletes their messages.
-    fn remove_stored(&self, topic: &str, ids: Vec<MsgId>) -> Result<(), ActionsError> {
-        if ids.is_empty() {
-            return Ok(());
-        }
-        {
-            let mut stored = self.stored.write();
-            if let Some(set) = stored.get_mut(topic) {
-                for id in &ids {
-                    set.remove(id);
-                }
-                if set.is_empty() {
-                    stored.remove(topic);
-                }
-            }
-        }
-        for id in &ids {
-            self.submit(WriteOp::DeleteMsg { msgid: *id })?;
-        }
-        self.submit(WriteOp::MapRemove {
-            topic: topic.to_owned(),
-            msgids: ids,
-        })
     }
 
     /// message.acked (PUBACK / PUBCOMP from a subscriber) for a message with this msgid.
@@ -539,8 +515,10 @@ impl Actions {
         self.submit(op)
     }
 
-    /// Waits until every write submitted so far is durable (or counted as failed).
+    /// Waits until every write submitted so far is durable (or counted as failed),
+    /// including the removals that finish moves to overflow items.
     pub async fn flush(&self) -> Result<(), ActionsError> {
+        self.mover.flush().await;
         Ok(self.writer.flush().await?)
     }
 
@@ -549,7 +527,14 @@ impl Actions {
     pub async fn close(self) -> Result<(), ActionsError> {
         self.flush().await?;
         let task = self.writer_task.lock().take();
-        let Actions { writer, store, .. } = self;
+        let Actions {
+            writer,
+            store,
+            mover,
+            ..
+        } = self;
+        // The mover holds a writer handle: it must end first for the writer to stop.
+        mover.close().await;
         drop(writer);
         drop(store);
         if let Some(task) = task {
@@ -567,10 +552,11 @@ impl Actions {
             message_expired: c.message_expired.load(Ordering::Relaxed),
             dangling: c.dangling.load(Ordering::Relaxed),
             duplicates_skipped: c.duplicates_skipped.load(Ordering::Relaxed),
-            dropped_full: c.dropped_full.load(Ordering::Relaxed),
             read_errors: c.read_errors.load(Ordering::Relaxed),
             sessions_expired: c.sessions_expired.load(Ordering::Relaxed),
             stored_topics: self.stored.read().len() as u64,
+            too_large: c.too_large.load(Ordering::Relaxed),
+            moved_to_overflow: c.moved_to_overflow.load(Ordering::Relaxed),
         }
     }
 }

@@ -55,11 +55,17 @@ pub struct ActionsConfig {
     pub journal_dir: Option<PathBuf>,
     /// Most bytes the journal file holds.
     pub journal_bytes: u64,
-    /// Most ids kept in one mqtt_topic_msg_map item; older ones are evicted (their message
-    /// deleted) and counted. 5,000 ids of ~47 bytes stay well under DynamoDB's 400 KB item.
+    /// Most ids kept in one mqtt_topic_msg_map item: the tutorial's item holds a topic's
+    /// newest ids, older ones move to overflow items `"<topic>#<n>"` of as many ids each (see
+    /// `topic_ids`). 5,000 ids of ~47 bytes stay well under DynamoDB's 400 KB item.
     pub map_cap_per_topic: usize,
     /// Most msgids remembered per subscription to avoid replaying a stored message twice.
     pub delivered_cap_per_subscription: usize,
+    /// Most stored ids per topic, over all its map items: beyond it the oldest are evicted
+    /// (their messages deleted), counted in `evicted` and logged. 0: unlimited. It bounds
+    /// what one topic costs: ~16 bytes of memory per id in the index, ~47 bytes per id in
+    /// the map items and a message item each in the store.
+    pub max_stored_per_topic: usize,
 }
 
 impl ActionsConfig {
@@ -80,6 +86,7 @@ impl ActionsConfig {
             overflow: OverflowPolicy::Wait,
             map_cap_per_topic: 5_000,
             delivered_cap_per_subscription: 10_000,
+            max_stored_per_topic: 100_000,
         }
     }
 }
@@ -91,6 +98,13 @@ pub enum ActionsError {
     Store(#[from] StoreError),
     #[error(transparent)]
     WriterClosed(#[from] WriterClosed),
+    /// The message's mqtt_msg / mqtt_retain item would pass DynamoDB's item size limit
+    /// (payload base64-encoded when not UTF-8, attribute names counted): nothing of it was
+    /// written, and it is counted in `too_large`. The broker refuses the publish: v5
+    /// PUBACK / PUBREC 0x97 (Quota exceeded) or 0x95 (Packet too large), v3 closes the
+    /// connection (a v3 PUBACK cannot refuse). Never returned by the embedded store.
+    #[error("message item of {bytes} bytes passes DynamoDB's {limit}-byte item limit")]
+    TooLarge { bytes: usize, limit: usize },
 }
 
 /// A message published by a client, as [`super::Actions::message_published`] needs it.
@@ -110,7 +124,7 @@ pub struct PublishedMessage<'a> {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct ActionsStats {
     pub writer: WriterStats,
-    /// Ids evicted from a map item by the per-topic cap (their messages deleted).
+    /// Ids evicted beyond `max_stored_per_topic` (their messages deleted).
     pub evicted: u64,
     /// Ids dropped because they were older than a fetch's `time_range`.
     pub expired: u64,
@@ -121,15 +135,17 @@ pub struct ActionsStats {
     pub dangling: u64,
     /// Stored messages not replayed because this subscription already got them.
     pub duplicates_skipped: u64,
-    /// Not counted any more (always 0): drops are the writer's, by cause, in
-    /// `writer.dropped_buffer_full` and `writer.dropped_journal_full`.
-    pub dropped_full: u64,
     /// Stored-message replays that failed on a store read (logged; SUBSCRIBE still served).
     pub read_errors: u64,
     /// Stored sessions found expired when their client came back, and deleted.
     pub sessions_expired: u64,
     /// Topics with stored messages in the index.
     pub stored_topics: u64,
+    /// Messages refused because their DynamoDB item would pass 400 KB
+    /// ([`ActionsError::TooLarge`]).
+    pub too_large: u64,
+    /// Ids moved from a topic's tutorial item to its overflow items.
+    pub moved_to_overflow: u64,
 }
 
 impl super::Actions {

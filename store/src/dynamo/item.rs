@@ -86,6 +86,82 @@ pub(crate) fn message_item(r: &MessageRecord) -> Item {
     item
 }
 
+/// DynamoDB's largest item: 400 KB, counting attribute names and values (UTF-8 bytes).
+pub const MAX_ITEM_BYTES: usize = 400 * 1024;
+
+/// The size DynamoDB counts for an item, by its documented rules: each attribute's name
+/// (UTF-8 bytes) plus its value: S its UTF-8 bytes, B its bytes, N one byte per two digits
+/// plus one (zero: one byte; leading and trailing zeros counted, so never less than
+/// DynamoDB counts), sets the sum of their
+/// members, L and M 3 bytes plus one per element plus the elements (and M's names), BOOL and
+/// NULL one byte.
+pub fn item_size(item: &Item) -> usize {
+    item.iter().map(|(k, v)| k.len() + value_size(v)).sum()
+}
+
+fn number_size(n: &str) -> usize {
+    if !n.bytes().any(|b| (b'1'..=b'9').contains(&b)) {
+        // Zero: one byte (as dynalite counts it).
+        return 1;
+    }
+    let digits = n.bytes().filter(u8::is_ascii_digit).count();
+    digits.div_ceil(2) + 1
+}
+
+fn value_size(v: &AttributeValue) -> usize {
+    match v {
+        AttributeValue::S(s) => s.len(),
+        AttributeValue::N(n) => number_size(n),
+        AttributeValue::B(b) => b.as_ref().len(),
+        AttributeValue::Ss(ss) => ss.iter().map(String::len).sum(),
+        AttributeValue::Ns(ns) => ns.iter().map(|n| number_size(n)).sum(),
+        AttributeValue::Bs(bs) => bs.iter().map(|b| b.as_ref().len()).sum(),
+        AttributeValue::L(l) => 3 + l.iter().map(|e| 1 + value_size(e)).sum::<usize>(),
+        AttributeValue::M(m) => {
+            3 + m
+                .iter()
+                .map(|(k, e)| 1 + k.len() + value_size(e))
+                .sum::<usize>()
+        }
+        // BOOL, NULL, and any type added to the SDK later (counted small).
+        _ => 1,
+    }
+}
+
+/// [`item_size`] of the mqtt_msg / mqtt_retain item of `r`, without building it (no payload
+/// copy or base64 encoding): what `message_item(r)` would weigh.
+pub fn message_item_size(r: &MessageRecord) -> usize {
+    let payload = match std::str::from_utf8(&r.payload) {
+        Ok(_) => r.payload.len(),
+        // Standard base64 with padding, plus `payload_encoding`.
+        Err(_) => {
+            r.payload.len().div_ceil(3) * 4
+                + "payload_encoding".len()
+                + PAYLOAD_ENCODING_BASE64.len()
+        }
+    };
+    let mut size = "msgid".len()
+        + r.msgid.encode().len()
+        + "topic".len()
+        + r.topic.len()
+        + "sender".len()
+        + r.sender.len()
+        + "qos".len()
+        + number_size(&r.qos.to_string())
+        + "retain".len()
+        + number_size(&u8::from(r.retain).to_string())
+        + "payload".len()
+        + payload
+        + "arrived".len()
+        + number_size(&r.arrived.to_string());
+    if let Some(p) = &r.props {
+        let mut props = Item::new();
+        props_item(p, &mut props);
+        size += item_size(&props);
+    }
+    size
+}
+
 fn props_item(p: &MessageProps, item: &mut Item) {
     if let Some(v) = &p.content_type {
         item.insert("content_type".to_owned(), s(v));
@@ -343,6 +419,37 @@ mod tests {
             ]
         );
         assert_eq!(message_from(Table::Msg, &plain).expect("reads").props, None);
+    }
+
+    #[test]
+    fn message_item_size_matches_the_item() {
+        let props = MessageProps {
+            payload_format: Some(1),
+            content_type: Some("text/é".into()),
+            response_topic: Some("r/1".into()),
+            correlation_data: Some(Bytes::from_static(&[0, 0xff, 7])),
+            user_properties: vec![("k".into(), "v".into()), ("k2".into(), "".into())],
+            expires_at_ms: Some(1_800_000_000_123),
+        };
+        for (payload, props) in [
+            (Bytes::from_static(b"plain text"), None),
+            (Bytes::from_static(&[0xff, 0xfe, 0, 1]), None),
+            (Bytes::from(vec![0xffu8; 1000]), props.clone().boxed()),
+            (Bytes::new(), props.boxed()),
+        ] {
+            let r = MessageRecord {
+                payload,
+                props,
+                ..record(None)
+            };
+            assert_eq!(message_item_size(&r), item_size(&message_item(&r)));
+        }
+        // A 300 KiB binary payload weighs 400 KiB once base64-encoded: over the limit.
+        let big = MessageRecord {
+            payload: Bytes::from(vec![0x80u8; 300 * 1024]),
+            ..record(None)
+        };
+        assert!(message_item_size(&big) > MAX_ITEM_BYTES);
     }
 
     #[test]

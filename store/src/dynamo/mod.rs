@@ -4,11 +4,16 @@
 //! (UnprocessedItems retried here a few times, then handed back to the writer); `ClientOffline`
 //! and map adds/removes are UpdateItems, run concurrently. Reads: GetItem (strongly consistent
 //! where a just-written value matters), Query, Scan and BatchGetItem, all paginated.
+//!
+//! An item holds at most 400 KB ([`MAX_ITEM_BYTES`], names and values counted;
+//! [`message_item_size`] weighs a message's item without building it): the actions refuse a
+//! message over it, and spread a topic's map ids over several items (`actions::topic_ids`).
 
 mod client;
 mod error;
 pub(crate) mod item;
 pub(crate) mod write;
+pub use item::{MAX_ITEM_BYTES, item_size, message_item_size};
 pub(crate) use write::BATCH_WRITE_MAX;
 
 use std::collections::HashMap;
