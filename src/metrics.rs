@@ -37,7 +37,7 @@ counters! {
     flow_control_timeouts, inc_flow_control_timeouts, "Flow-control pauses that ran out (flow_control_ms) with the subscriber taking nothing from its queue: it was marked stalled.";
     slow_consumer_disconnects, inc_slow_consumer_disconnects, "Subscribers disconnected because their full queue saw no progress for slow_consumer_timeout_ms.";
     limit_refusals, inc_limit_refusals, "PUBLISH or SUBSCRIBE refused by a configured limit (topic levels, subscriptions per session).";
-    publishes_not_stored, inc_publishes_not_stored, "QoS 1/2 messages the store refused for good in sync durability (v5: acknowledged with 0x80; v3: connection closed unacknowledged).";
+    publishes_not_stored, inc_publishes_not_stored, "QoS 1/2 messages the store refused (for good in sync durability: v5 PUBACK 0x80; too large for a DynamoDB item: v5 0x97) and not acknowledged as taken; a v3 client's connection is closed unacknowledged.";
     store_read_timeouts, inc_store_read_timeouts, "Store reads (session lookup at CONNECT, stored-message fetch on SUBSCRIBE) that missed store.read_timeout_ms: the CONNACK or SUBACK went without them, and they were acted on when they completed.";
     hibernations, inc_hibernations, "Times an idle connection hibernated (gave up its task until woken).";
     auth_failures, inc_auth_failures, "CONNECTs refused for a wrong or unknown user name or password.";

@@ -158,6 +158,18 @@ where
             sender: self.client_id.clone(),
             msgid: self.broker.persistence.new_msgid(),
         });
+        if let Some(why) = self.broker.persistence.refuses(&msg) {
+            // The store could not keep it: refused, not acknowledged and then lost. A v3
+            // client cannot be told: its connection is closed unacknowledged.
+            self.broker.metrics.inc_publishes_not_stored();
+            tracing::warn!(client = %self.client_id, topic = msg.topic_str(), "PUBLISH refused: {why}");
+            if !self.neg.protocol.is_v5() {
+                return Err(ConnError::NotStored);
+            }
+            // 0x97: PUBACK and PUBREC have no 0x95 Packet too large (spec 3.4.2.1, 3.5.2.1).
+            self.ack_publish(&p, ReasonCode::QuotaExceeded, &why);
+            return Ok(());
+        }
         let mut out = self.broker.publish(msg);
         let reason = if out.queued == 0 && out.dropped == 0 {
             ReasonCode::NoMatchingSubscribers

@@ -122,8 +122,18 @@ pub(crate) fn render(broker: &Broker) -> String {
             ),
             (
                 "store_evicted_total",
-                "Stored message ids evicted by the per-topic cap.",
+                "Stored messages evicted: past store.max_stored_per_topic ids on their topic.",
                 s.evicted,
+            ),
+            (
+                "store_moved_to_overflow_total",
+                "Stored message ids moved from a topic's mqtt_topic_msg_map item to its overflow items <topic>#n.",
+                s.moved_to_overflow,
+            ),
+            (
+                "store_too_large_total",
+                "Messages refused because their DynamoDB item would pass 400 KB.",
+                s.too_large,
             ),
             (
                 "store_expired_total",

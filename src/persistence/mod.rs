@@ -294,6 +294,25 @@ impl Persistence {
         }
     }
 
+    /// Why the store cannot take `msg`, if it cannot (on DynamoDB, an item over 400 KB;
+    /// counted by the store in `store_too_large_total`): the broker refuses the PUBLISH
+    /// rather than acknowledge a message it would lose. Checked before the message is routed.
+    pub fn refuses(&self, msg: &Message) -> Option<String> {
+        let a = self.actions.as_ref()?;
+        if !a.has_item_limit() {
+            return None;
+        }
+        let published = PublishedMessage {
+            topic: msg.topic_str(),
+            sender: msg.sender.as_str(),
+            qos: msg.qos as u8,
+            retain: msg.retain,
+            payload: &msg.payload,
+            props: stored_props(msg),
+        };
+        a.check_storable(&published).err().map(|e| e.to_string())
+    }
+
     /// message.acked: the client acknowledged a message that has a msgid.
     pub fn message_acked(&self, client: &ClientId, msg: &Message) {
         let Some(a) = &self.actions else { return };

@@ -19,7 +19,7 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from clients import V311, Paho, unique_id
+from clients import V5, V311, Paho, unique_id
 from dynalite import dynalite  # noqa: F401 (fixture)
 from test_dynamo_store import backend_conf, dynamq
 
@@ -124,3 +124,26 @@ def test_sync_acknowledged_messages_survive_sigkill(start_broker):
     assert not missing, f"{len(missing)} acknowledged messages lost, first {missing[:10]}"
     assert len(received) == len(set(received)), "a message was delivered twice"
     assert received == sorted(received), "messages out of order"
+
+
+def test_message_dynamodb_cannot_hold_is_refused(start_broker, dynalite, tmp_path):
+    """A 320 KB binary payload (base64 in the item: over 400 KB) on DynamoDB: a v5 publisher
+    gets PUBACK 0x97 (Quota exceeded: a PUBACK has no 0x95) and nobody gets the message; a v3 publisher, which a PUBACK cannot
+    refuse, is disconnected unacknowledged. A smaller one is stored and delivered."""
+    assert dynamq("tables", "create", "--endpoint", dynalite.endpoint).returncode == 0
+    broker = start_broker(extra_args=("--backend-conf", backend_conf(tmp_path, dynalite)))
+    topic = unique_id("big")
+    big = bytes([0xFF]) * 320_000
+    with Paho(broker, unique_id("sub")) as sub, Paho(broker, unique_id("p5"), protocol=V5) as p5:
+        sub.subscribe(topic, 1)
+        rc = p5.publish(topic, big, 1)
+        assert rc is not None and rc.value == 0x97, rc
+        assert p5.publish(topic, b"\xff" * 1000, 1).value == 0
+        assert sub.get().payload == b"\xff" * 1000
+        sub.expect_nothing(0.5)
+        p3 = Paho(broker, unique_id("p3"))
+        info = p3.client.publish(topic, big, 1)
+        assert p3.disconnects.get(timeout=5) is not None
+        assert not info.is_published()
+        p3.client.loop_stop()
+    assert broker.wait_log(lambda ln: "PUBLISH refused" in ln and "item limit" in ln)

@@ -60,6 +60,14 @@ struct Counters {
     moved_to_overflow: AtomicU64,
 }
 
+/// The writes message.publish makes for one message.
+struct Plan {
+    put_retain: bool,
+    delete_retain: bool,
+    queue: bool,
+    put_msg: bool,
+}
+
 /// The actions and their state. Share it with `Arc<Actions>`.
 #[derive(Debug)]
 pub struct Actions {
@@ -407,6 +415,58 @@ impl Actions {
         self.ids.next_id()
     }
 
+    /// True if the store limits the size of an item (DynamoDB: 400 KB), so that
+    /// [`Actions::check_storable`] can refuse a message.
+    pub fn has_item_limit(&self) -> bool {
+        matches!(self.store, AnyStore::Dynamo(_))
+    }
+
+    /// The writes message.publish makes for `msg`, as the bindings say.
+    fn plan(&self, msg: &PublishedMessage<'_>) -> Plan {
+        let empty_retained = msg.retain && msg.payload.is_empty();
+        // A retained message reaches new subscribers through mqtt_retain (on_retain_lookup).
+        // Queueing it too would replay it a second time, and replay it after it was replaced
+        // or deleted: so only non-retained messages are queued.
+        let queue = !empty_retained
+            && msg.qos > 0
+            && !msg.retain
+            && self.binding(Action::OnMessagePublish, msg.topic).is_some();
+        Plan {
+            put_retain: msg.retain
+                && !empty_retained
+                && self.binding(Action::OnMessageRetain, msg.topic).is_some(),
+            delete_retain: empty_retained
+                && self.binding(Action::OnRetainDelete, msg.topic).is_some(),
+            queue,
+            put_msg: !empty_retained
+                && (queue || self.binding(Action::OnMessageStore, msg.topic).is_some()),
+        }
+    }
+
+    /// Whether the store can take `msg` (before it is routed): on DynamoDB, a message whose
+    /// item would pass 400 KB is refused with [`ActionsError::TooLarge`] (counted in
+    /// `too_large`). Never reads or writes the store.
+    pub fn check_storable(&self, msg: &PublishedMessage<'_>) -> Result<(), ActionsError> {
+        if !self.has_item_limit() {
+            return Ok(());
+        }
+        let plan = self.plan(msg);
+        if !(plan.put_retain || plan.put_msg) {
+            return Ok(());
+        }
+        // The largest msgid and time: the size is not underestimated.
+        self.check_item_size(&MessageRecord {
+            msgid: MsgId(u128::MAX),
+            topic: msg.topic.to_owned(),
+            sender: msg.sender.to_owned(),
+            qos: msg.qos,
+            retain: msg.retain,
+            payload: msg.payload.clone(),
+            arrived: u64::MAX,
+            props: msg.props.clone().boxed(),
+        })
+    }
+
     /// message.publish, for a message with its msgid (see [`Actions::next_msgid`]): runs
     /// on_message_publish (QoS > 0: mqtt_msg + map), on_message_store (mqtt_msg),
     /// on_message_retain / on_retain_delete (retain flag; empty payload deletes). An empty
@@ -433,21 +493,12 @@ impl Actions {
             arrived: msgid.timestamp_secs(),
             props: msg.props.clone().boxed(),
         };
-        let empty_retained = msg.retain && msg.payload.is_empty();
-        let put_retain = msg.retain
-            && !empty_retained
-            && self.binding(Action::OnMessageRetain, msg.topic).is_some();
-        let delete_retain =
-            empty_retained && self.binding(Action::OnRetainDelete, msg.topic).is_some();
-        // A retained message reaches new subscribers through mqtt_retain (on_retain_lookup).
-        // Queueing it too would replay it a second time, and replay it after it was replaced
-        // or deleted: so only non-retained messages are queued.
-        let queue = !empty_retained
-            && msg.qos > 0
-            && !msg.retain
-            && self.binding(Action::OnMessagePublish, msg.topic).is_some();
-        let put_msg =
-            !empty_retained && (queue || self.binding(Action::OnMessageStore, msg.topic).is_some());
+        let Plan {
+            put_retain,
+            delete_retain,
+            queue,
+            put_msg,
+        } = self.plan(&msg);
         if (put_retain || put_msg) && matches!(self.store, AnyStore::Dynamo(_)) {
             self.check_item_size(&record())?;
         }

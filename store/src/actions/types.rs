@@ -101,7 +101,7 @@ pub enum ActionsError {
     /// The message's mqtt_msg / mqtt_retain item would pass DynamoDB's item size limit
     /// (payload base64-encoded when not UTF-8, attribute names counted): nothing of it was
     /// written, and it is counted in `too_large`. The broker refuses the publish: v5
-    /// PUBACK / PUBREC 0x97 (Quota exceeded) or 0x95 (Packet too large), v3 closes the
+    /// PUBACK / PUBREC 0x97 (Quota exceeded; they have no 0x95), v3 closes the
     /// connection (a v3 PUBACK cannot refuse). Never returned by the embedded store.
     #[error("message item of {bytes} bytes passes DynamoDB's {limit}-byte item limit")]
     TooLarge { bytes: usize, limit: usize },
