@@ -351,3 +351,36 @@ async fn histograms_and_failures_by_code_are_recorded() {
     // The three ops were pushed before the batcher ran: one batch of 3, sent 3 times.
     assert_eq!((calls, m.batch_size.sum), (3, 9.0), "{m:?}");
 }
+
+/// A stored message acknowledged before its put was written (a subscriber that keeps up):
+/// neither the put nor the delete reaches the store, and a sync publisher waiting on the put
+/// is told it is done. A put on its own, and a delete whose put was already written, go out.
+#[tokio::test]
+async fn a_message_deleted_before_its_put_was_written_is_not_written() {
+    let store = Arc::new(FakeStore::gated());
+    let w = Writer::spawn(store.clone(), config(1));
+    let (first, acked, kept) = (msg(1, "first"), msg(2, "acked at once"), msg(3, "kept"));
+    w.push(WriteOp::PutMsg(first.clone())).expect("push");
+    // Let the batcher send that one: it blocks at the gate while the rest accumulate.
+    tokio::time::sleep(Duration::from_millis(30)).await;
+    let durable = w
+        .push_durable([WriteOp::PutMsg(acked.clone())])
+        .expect("push");
+    w.push(WriteOp::DeleteMsg { msgid: acked.msgid })
+        .expect("push");
+    w.push(WriteOp::PutMsg(kept.clone())).expect("push");
+    w.push(WriteOp::DeleteMsg { msgid: first.msgid })
+        .expect("push");
+    store.open_gate();
+    durable.await.expect("the put was superseded: done");
+    w.flush().await.expect("flush");
+    let written: Vec<WriteOp> = store.batches.lock().iter().flatten().cloned().collect();
+    assert_eq!(
+        written,
+        vec![
+            WriteOp::PutMsg(first.clone()),
+            WriteOp::PutMsg(kept),
+            WriteOp::DeleteMsg { msgid: first.msgid },
+        ]
+    );
+}

@@ -25,9 +25,15 @@ def scrape(port: int) -> dict[str, float]:
             continue
         name, value = line.split(" ")
         values[name] = float(value)
-    # Every sample has its HELP and TYPE lines.
-    for name in values:
-        assert f"# TYPE {name} " in text and f"# HELP {name} " in text
+    # Every sample has its HELP and TYPE lines: those of its family, the name without labels
+    # and, for a histogram's samples, without the _bucket / _sum / _count suffix.
+    for sample in values:
+        name = sample.split("{", 1)[0]
+        family = name
+        for suffix in ("_bucket", "_sum", "_count"):
+            if name.endswith(suffix) and f"# TYPE {name[: -len(suffix)]} histogram" in text:
+                family = name[: -len(suffix)]
+        assert f"# TYPE {family} " in text and f"# HELP {family} " in text, sample
     return values
 
 

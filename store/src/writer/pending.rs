@@ -1,5 +1,6 @@
 //! Ops waiting for one key, already coalesced: last write wins, a `ClientOffline` folds into
-//! a pending `PutClient`, map adds and removes of one topic merge into one set each.
+//! a pending `PutClient`, map adds and removes of one topic merge into one set each, and a
+//! stored message deleted before its put was written is not written at all.
 
 use std::collections::BTreeSet;
 
@@ -17,6 +18,11 @@ pub(super) enum Pending {
         add: BTreeSet<MsgId>,
         remove: BTreeSet<MsgId>,
     },
+    /// Nothing to write: a `PutMsg` followed by the `DeleteMsg` of the same id (the message
+    /// was acknowledged before it was stored). A msgid is unique and its put is the first
+    /// write of its key, so the item was absent before and stays absent: skipping both
+    /// writes gives the same end state (the common case of a subscriber that keeps up).
+    Nothing,
 }
 
 impl Pending {
@@ -62,6 +68,9 @@ impl Pending {
                 rec.offline_at = offline_at;
                 rec.session_expires_at = session_expires_at;
             }
+            (this @ Pending::Item(WriteOp::PutMsg(_)), WriteOp::DeleteMsg { .. }) => {
+                *this = Pending::Nothing;
+            }
             (this, op) => *this = Pending::new(op),
         }
     }
@@ -71,6 +80,7 @@ impl Pending {
     pub(super) fn approx_bytes(&self) -> u64 {
         match self {
             Pending::Item(op) => op.approx_bytes(),
+            Pending::Nothing => std::mem::size_of::<WriteOp>() as u64,
             Pending::Map { topic, add, remove } => {
                 let id = std::mem::size_of::<MsgId>();
                 (std::mem::size_of::<WriteOp>() + topic.len() + 3 * id * (add.len() + remove.len()))
@@ -82,6 +92,7 @@ impl Pending {
     pub(super) fn into_ops(self) -> Vec<WriteOp> {
         match self {
             Pending::Item(op) => vec![op],
+            Pending::Nothing => Vec::new(),
             Pending::Map { topic, add, remove } => {
                 let mut ops = Vec::with_capacity(2);
                 if !add.is_empty() {
