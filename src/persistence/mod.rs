@@ -276,14 +276,7 @@ impl Persistence {
     pub fn message_published(&self, msg: &Message) -> Option<Durable> {
         let a = self.actions.as_ref()?;
         let id = msg.msgid?;
-        let published = PublishedMessage {
-            topic: msg.topic_str(),
-            sender: msg.sender.as_str(),
-            qos: msg.qos as u8,
-            retain: msg.retain,
-            payload: &msg.payload,
-            props: stored_props(msg),
-        };
+        let published = published(msg);
         let durable = self.sync && msg.qos != QoS::AtMostOnce;
         match a.message_published(published, id, durable) {
             Ok(d) => d,
@@ -302,14 +295,7 @@ impl Persistence {
         if !a.has_item_limit() {
             return None;
         }
-        let published = PublishedMessage {
-            topic: msg.topic_str(),
-            sender: msg.sender.as_str(),
-            qos: msg.qos as u8,
-            retain: msg.retain,
-            payload: &msg.payload,
-            props: stored_props(msg),
-        };
+        let published = published(msg);
         a.check_storable(&published).err().map(|e| e.to_string())
     }
 
@@ -328,6 +314,18 @@ impl Persistence {
         if let Err(e) = a.flush().await {
             self.failed("flush", "-", &e);
         }
+    }
+}
+
+/// A message as the store's message.publish takes it.
+fn published(msg: &Message) -> PublishedMessage<'_> {
+    PublishedMessage {
+        topic: msg.topic_str(),
+        sender: msg.sender.as_str(),
+        qos: msg.qos as u8,
+        retain: msg.retain,
+        payload: &msg.payload,
+        props: stored_props(msg),
     }
 }
 

@@ -12,7 +12,7 @@ use std::time::Duration;
 use dynamq_store::op::{OpKey, WriteOp};
 use dynamq_store::writer::journal::{JOURNAL_FILE, QUARANTINE_PREFIX};
 use dynamq_store::writer::{JournalConfig, NotStored, Writer, WriterConfig};
-use fake_store::{FakeStore, msg};
+use fake_store::{FakeStore, journal_len, msg, wait_settled};
 
 fn journal_config(dir: &Path, buffer_bytes: u64, max_bytes: u64) -> WriterConfig {
     WriterConfig {
@@ -26,10 +26,6 @@ fn journal_config(dir: &Path, buffer_bytes: u64, max_bytes: u64) -> WriterConfig
         backoff_max: Duration::from_millis(20),
         ..WriterConfig::default()
     }
-}
-
-fn journal_len(dir: &Path) -> u64 {
-    std::fs::metadata(dir.join(JOURNAL_FILE)).map_or(0, |m| m.len())
 }
 
 /// Polls `cond` every 10 ms for up to 5 s.
@@ -54,30 +50,7 @@ async fn push_paced(w: &Writer, dir: &Path, budget: u64, ops: impl IntoIterator<
         for op in chunk {
             w.push(op.clone()).expect("push");
         }
-        let settled = || {
-            let s = w.stats();
-            let taken = s.dropped_buffer_full
-                + s.dropped_journal_full
-                + s.coalesced
-                + s.written
-                + s.pending
-                + s.journal_ops;
-            taken == s.submitted
-                && journal_len(dir) == s.journal_bytes
-                && s.buffered_bytes <= budget
-        };
-        for _ in 0..500 {
-            if settled() {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        assert!(
-            settled(),
-            "the writer did not take the ops: {:?} file {}",
-            w.stats(),
-            journal_len(dir)
-        );
+        wait_settled(|| w.stats(), dir, budget).await;
     }
 }
 

@@ -12,7 +12,6 @@ mod fake_store;
 
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
 
 use bytes::Bytes;
 use dynamq_store::actions::{Actions, ActionsConfig, PublishedMessage, StoreConfig};
@@ -20,37 +19,10 @@ use dynamq_store::msgid::MsgId;
 use dynamq_store::op::WriteOp;
 use dynamq_store::record::ClientRecord;
 use dynamq_store::store::Store as _;
-use dynamq_store::writer::journal::JOURNAL_FILE;
 use dynamq_store::writer::{JournalConfig, Writer, WriterConfig, WriterStats};
-use fake_store::{FakeStore, msg};
+use fake_store::{FakeStore, journal_len, msg, wait_settled};
 
 const TOPIC: &str = "t/1";
-
-fn journal_len(dir: &Path) -> u64 {
-    std::fs::metadata(dir.join(JOURNAL_FILE)).map_or(0, |m| m.len())
-}
-
-/// The writer has taken every op pushed so far (in memory, or synced to the journal file).
-fn settled(s: &WriterStats, dir: &Path, budget: u64) -> bool {
-    let taken = s.dropped_buffer_full
-        + s.dropped_journal_full
-        + s.coalesced
-        + s.written
-        + s.pending
-        + s.journal_ops;
-    taken == s.submitted && journal_len(dir) == s.journal_bytes && s.buffered_bytes <= budget
-}
-
-/// Polls until the writer has taken what was pushed (10 ms steps, at most 5 s).
-async fn wait_settled(stats: impl Fn() -> WriterStats, dir: &Path, budget: u64) {
-    for _ in 0..500 {
-        if settled(&stats(), dir, budget) {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    panic!("the writer did not take the ops: {:?}", stats());
-}
 
 fn embedded(dir: &Path) -> ActionsConfig {
     ActionsConfig::new(

@@ -147,3 +147,56 @@ def test_message_dynamodb_cannot_hold_is_refused(start_broker, dynalite, tmp_pat
         assert not info.is_published()
         p3.client.loop_stop()
     assert broker.wait_log(lambda ln: "PUBLISH refused" in ln and "item limit" in ln)
+
+
+def test_sync_outage_loses_no_acknowledged_message(start_broker, dynalite, tmp_path):
+    """`--durability sync` on DynamoDB while dynalite is down for 3 s and comes back on the
+    same data: the publisher's PUBACKs wait for the store, then every message it got a
+    PUBACK for is in mqtt_msg; meanwhile another client is served (QoS 0 does not wait)."""
+    assert dynamq("tables", "create", "--endpoint", dynalite.endpoint).returncode == 0
+    broker = start_broker(extra_args=("--backend-conf", backend_conf(tmp_path, dynalite),
+                                      "--durability", "sync"))
+    topic = unique_id("outage")
+    count = 300
+    acked: list[int] = []
+    c = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2, client_id=unique_id("pub"),
+                    protocol=V311, clean_session=True)
+    c.max_inflight_messages_set(20)
+    c.on_publish = lambda _c, _u, mid, _rc, _props: acked.append(mid)
+    c.connect("127.0.0.1", broker.port, keepalive=60)
+    c.loop_start()
+
+    def publish_all():
+        for n in range(count):
+            c.publish(topic, str(n).encode(), 1)
+            time.sleep(0.01)
+
+    t = threading.Thread(target=publish_all)
+    t.start()
+    try:
+        time.sleep(1)
+        dynalite.stop()
+        during = len(acked)
+        # Another client is served while the store is down.
+        other = unique_id("served")
+        with Paho(broker, unique_id("o")) as o:
+            o.subscribe(other, 0)
+            o.publish(other, b"still here", 0)
+            assert o.get(5).payload == b"still here"
+        time.sleep(2)
+        stalled = len(acked)
+        dynalite.start()
+        t.join(30)
+        deadline = time.monotonic() + 40
+        while len(acked) < count and time.monotonic() < deadline:
+            time.sleep(0.1)
+    finally:
+        c.loop_stop()
+    assert len(acked) == count, f"{len(acked)} of {count} acknowledged after the outage"
+    # PUBACKs stopped while the store was down (at most what was in flight when it went).
+    assert stalled - during <= 20, (during, stalled)
+    items = dynalite.scan_until("mqtt_msg", lambda i: i["topic"]["S"] == topic, timeout=10)
+    stored = {int(i["payload"]["S"]) for i in dynalite.aws("scan", "--table-name", "mqtt_msg")["Items"]
+              if i["topic"]["S"] == topic}
+    assert items and stored == set(range(count)), sorted(set(range(count)) - stored)[:10]
+    assert broker.wait_log(lambda ln: "store write failed, retrying" in ln)

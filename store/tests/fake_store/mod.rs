@@ -151,3 +151,34 @@ impl FakeStore {
         h
     }
 }
+
+/// Size of the journal file in `dir` (0 if there is none).
+pub fn journal_len(dir: &std::path::Path) -> u64 {
+    std::fs::metadata(dir.join(dynamq_store::writer::journal::JOURNAL_FILE)).map_or(0, |m| m.len())
+}
+
+/// The writer has taken every op pushed so far (in memory, or synced to the journal file).
+pub fn settled(s: &dynamq_store::writer::WriterStats, dir: &std::path::Path, budget: u64) -> bool {
+    let taken = s.dropped_buffer_full
+        + s.dropped_journal_full
+        + s.coalesced
+        + s.written
+        + s.pending
+        + s.journal_ops;
+    taken == s.submitted && journal_len(dir) == s.journal_bytes && s.buffered_bytes <= budget
+}
+
+/// Polls until the writer has taken what was pushed (10 ms steps, at most 5 s).
+pub async fn wait_settled(
+    stats: impl Fn() -> dynamq_store::writer::WriterStats,
+    dir: &std::path::Path,
+    budget: u64,
+) {
+    for _ in 0..500 {
+        if settled(&stats(), dir, budget) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("the writer did not take the ops: {:?}", stats());
+}
