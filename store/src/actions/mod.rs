@@ -19,6 +19,7 @@
 
 mod fetch;
 mod mover;
+mod publish;
 mod session;
 mod stored;
 mod topic_ids;
@@ -58,14 +59,6 @@ struct Counters {
     sessions_expired: AtomicU64,
     too_large: AtomicU64,
     moved_to_overflow: AtomicU64,
-}
-
-/// The writes message.publish makes for one message.
-struct Plan {
-    put_retain: bool,
-    delete_retain: bool,
-    queue: bool,
-    put_msg: bool,
 }
 
 /// The actions and their state. Share it with `Arc<Actions>`.
@@ -404,158 +397,6 @@ impl Actions {
                     clientid: clientid.to_owned(),
                 })?;
             }
-        }
-        Ok(())
-    }
-
-    /// A new msgid (clock, node and sequence: no I/O), for a message the broker builds: it
-    /// travels with the message, and [`Actions::message_published`] and
-    /// [`Actions::message_acked`] refer to it.
-    pub fn next_msgid(&self) -> MsgId {
-        self.ids.next_id()
-    }
-
-    /// True if the store limits the size of an item (DynamoDB: 400 KB), so that
-    /// [`Actions::check_storable`] can refuse a message.
-    pub fn has_item_limit(&self) -> bool {
-        matches!(self.store, AnyStore::Dynamo(_))
-    }
-
-    /// The writes message.publish makes for `msg`, as the bindings say.
-    fn plan(&self, msg: &PublishedMessage<'_>) -> Plan {
-        let empty_retained = msg.retain && msg.payload.is_empty();
-        // A retained message reaches new subscribers through mqtt_retain (on_retain_lookup).
-        // Queueing it too would replay it a second time, and replay it after it was replaced
-        // or deleted: so only non-retained messages are queued.
-        let queue = !empty_retained
-            && msg.qos > 0
-            && !msg.retain
-            && self.binding(Action::OnMessagePublish, msg.topic).is_some();
-        Plan {
-            put_retain: msg.retain
-                && !empty_retained
-                && self.binding(Action::OnMessageRetain, msg.topic).is_some(),
-            delete_retain: empty_retained
-                && self.binding(Action::OnRetainDelete, msg.topic).is_some(),
-            queue,
-            put_msg: !empty_retained
-                && (queue || self.binding(Action::OnMessageStore, msg.topic).is_some()),
-        }
-    }
-
-    /// Whether the store can take `msg` (before it is routed): on DynamoDB, a message whose
-    /// item would pass 400 KB is refused with [`ActionsError::TooLarge`] (counted in
-    /// `too_large`). Never reads or writes the store.
-    pub fn check_storable(&self, msg: &PublishedMessage<'_>) -> Result<(), ActionsError> {
-        if !self.has_item_limit() {
-            return Ok(());
-        }
-        let plan = self.plan(msg);
-        if !(plan.put_retain || plan.put_msg) {
-            return Ok(());
-        }
-        // The largest msgid and time: the size is not underestimated.
-        self.check_item_size(&MessageRecord {
-            msgid: MsgId(u128::MAX),
-            topic: msg.topic.to_owned(),
-            sender: msg.sender.to_owned(),
-            qos: msg.qos,
-            retain: msg.retain,
-            payload: msg.payload.clone(),
-            arrived: u64::MAX,
-            props: msg.props.clone().boxed(),
-        })
-    }
-
-    /// message.publish, for a message with its msgid (see [`Actions::next_msgid`]): runs
-    /// on_message_publish (QoS > 0: mqtt_msg + map), on_message_store (mqtt_msg),
-    /// on_message_retain / on_retain_delete (retain flag; empty payload deletes). An empty
-    /// retained message is never stored. Never waits. With `durable`, returns what resolves
-    /// once the message's writes are stored (`None`: it has none).
-    ///
-    /// On DynamoDB, a message whose item would pass 400 KB is refused with
-    /// [`ActionsError::TooLarge`] before anything is written (counted in `too_large`): the
-    /// broker refuses the publish rather than acknowledging a message it would lose. A topic
-    /// past `max_stored_per_topic` ids has its oldest evicted (counted in `evicted`).
-    pub fn message_published(
-        &self,
-        msg: PublishedMessage<'_>,
-        msgid: MsgId,
-        durable: bool,
-    ) -> Result<Option<Durable>, ActionsError> {
-        let record = || MessageRecord {
-            msgid,
-            topic: msg.topic.to_owned(),
-            sender: msg.sender.to_owned(),
-            qos: msg.qos,
-            retain: msg.retain,
-            payload: msg.payload.clone(),
-            arrived: msgid.timestamp_secs(),
-            props: msg.props.clone().boxed(),
-        };
-        let Plan {
-            put_retain,
-            delete_retain,
-            queue,
-            put_msg,
-        } = self.plan(&msg);
-        if (put_retain || put_msg) && matches!(self.store, AnyStore::Dynamo(_)) {
-            self.check_item_size(&record())?;
-        }
-        let mut ops = Vec::new();
-        if put_retain {
-            ops.push(WriteOp::PutRetain(record()));
-        } else if delete_retain {
-            ops.push(WriteOp::DeleteRetain {
-                topic: msg.topic.to_owned(),
-            });
-        }
-        if put_msg {
-            ops.push(WriteOp::PutMsg(record()));
-        }
-        if queue {
-            ops.push(WriteOp::MapAdd {
-                topic: msg.topic.to_owned(),
-                msgids: vec![msgid],
-            });
-        }
-        let durable = match (durable, ops.is_empty()) {
-            (true, false) => Some(self.writer.push_durable(ops)?),
-            _ => {
-                for op in ops {
-                    self.submit(op)?;
-                }
-                None
-            }
-        };
-        if queue {
-            self.index_new(msg.topic, msgid)?;
-        }
-        Ok(durable)
-    }
-
-    /// message.acked (PUBACK / PUBCOMP from a subscriber) for a message with this msgid.
-    /// on_message_acked_for_queue: put mqtt_acked, delete the message and its map entry.
-    /// Without it but with on_message_fetch_for_pubsub configured, only the mqtt_acked cursor
-    /// is written (the message stays for other subscribers).
-    pub fn message_acked(
-        &self,
-        clientid: &str,
-        topic: &str,
-        msgid: MsgId,
-    ) -> Result<(), ActionsError> {
-        let queue = self
-            .binding(Action::OnMessageAckedForQueue, topic)
-            .is_some();
-        if queue || self.binds(Action::OnMessageFetchForPubsub) {
-            self.submit(WriteOp::PutAcked(AckedRecord {
-                topic: topic.to_owned(),
-                clientid: clientid.to_owned(),
-                msgid,
-            }))?;
-        }
-        if queue {
-            self.remove_stored(topic, vec![msgid])?;
         }
         Ok(())
     }
