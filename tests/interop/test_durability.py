@@ -49,20 +49,27 @@ def test_hung_store_does_not_stall_other_clients(start_broker, dynalite, tmp_pat
         dynalite.proc.send_signal(signal.SIGCONT)
 
 
-def _publish_until_killed(broker, topic: str, count: int, acked: list[int], stop: threading.Event):
-    """Publishes `count` QoS 1 messages `0..count` (payload = the number), recording in `acked`
-    the packet ids whose PUBACK came (the payload of each is `sent[id]`); returns when all are
-    acknowledged, the connection drops, or `stop` is set."""
+def _acking_publisher(broker, inflight: int, acked: list[int]) -> mqtt.Client:
+    """A connected paho v3.1.1 client with `inflight` QoS 1 messages in flight at most, that
+    appends the packet id of each PUBACK it gets to `acked`."""
     c = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2, client_id=unique_id("pub"),
                     protocol=V311, clean_session=True)
-    c.max_inflight_messages_set(100)
+    c.max_inflight_messages_set(inflight)
     # No lock of ours around publish(): paho calls on_publish holding its own locks.
     c.on_publish = lambda _c, _u, mid, _rc, _props: acked.append(mid)
-    c.connect("127.0.0.1", broker.port, keepalive=30)
+    c.connect("127.0.0.1", broker.port, keepalive=60)
     c.loop_start()
     deadline = time.monotonic() + 5
     while not c.is_connected() and time.monotonic() < deadline:
         time.sleep(0.01)
+    return c
+
+
+def _publish_until_killed(broker, topic: str, count: int, acked: list[int], stop: threading.Event):
+    """Publishes `count` QoS 1 messages `0..count` (payload = the number), recording in `acked`
+    the packet ids whose PUBACK came (message n has packet id n + 1); returns when all are
+    acknowledged, the connection drops, or `stop` is set."""
+    c = _acking_publisher(broker, 100, acked)
     try:
         for n in range(count):
             if stop.is_set() or not c.is_connected():
@@ -159,12 +166,7 @@ def test_sync_outage_loses_no_acknowledged_message(start_broker, dynalite, tmp_p
     topic = unique_id("outage")
     count = 300
     acked: list[int] = []
-    c = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2, client_id=unique_id("pub"),
-                    protocol=V311, clean_session=True)
-    c.max_inflight_messages_set(20)
-    c.on_publish = lambda _c, _u, mid, _rc, _props: acked.append(mid)
-    c.connect("127.0.0.1", broker.port, keepalive=60)
-    c.loop_start()
+    c = _acking_publisher(broker, 20, acked)
 
     def publish_all():
         for n in range(count):
