@@ -14,8 +14,8 @@ use dynamq_codec::QoS;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::task::JoinSet;
 
+use super::Conn;
 use super::inbound::Backlog;
-use super::{Conn, ConnError};
 use crate::auth::Want;
 use crate::message::{Delivery, Message};
 
@@ -90,11 +90,11 @@ where
     }
 
     /// A late read completed: act on it as the CONNECT or SUBSCRIBE would have.
-    pub(super) async fn on_late_read(&mut self, read: Option<LateRead>) -> Result<(), ConnError> {
+    pub(super) async fn on_late_read(&mut self, read: Option<LateRead>) {
         if self.late.as_ref().is_some_and(|l| l.reads.is_empty()) {
             self.late = None;
         }
-        let Some(read) = read else { return Ok(()) };
+        let Some(read) = read else { return };
         match read {
             LateRead::Session {
                 stored,
@@ -129,7 +129,7 @@ where
                     .session
                     .with_state(|st| st.subscriptions.contains_key(&filter));
                 if !still {
-                    return Ok(());
+                    return;
                 }
                 let rules = self.broker.auth.rules(&self.session);
                 let mut backlog = Vec::with_capacity(msgs.len());
@@ -154,6 +154,5 @@ where
                 self.deliver_backlog(backlog);
             }
         }
-        Ok(())
     }
 }

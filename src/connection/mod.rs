@@ -297,9 +297,7 @@ where
                     }
                 }
                 r = late::LateReads::next(self.late.as_deref_mut()), if self.late.is_some() => {
-                    if let Err(e) = self.on_late_read(r).await {
-                        return End::Error(e);
-                    }
+                    self.on_late_read(r).await;
                 }
                 // Also wakes the connection when another one takes the session over.
                 _ = session.notify.notified() => {}

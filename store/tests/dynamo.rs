@@ -320,30 +320,27 @@ async fn batches_over_25_and_duplicate_keys_are_accepted() {
     let store = DynamoStore::connect(&shared().config(&place.prefix)).await;
     let w = writer_for(store.clone());
     for i in 0..80 {
-        w.submit(WriteOp::PutSub(SubRecord {
+        w.push(WriteOp::PutSub(SubRecord {
             clientid: "c".into(),
             topic: format!("t/{i}"),
             qos: 1,
         }))
-        .await
         .expect("submit");
     }
     // The same key many times within one window: dynalite rejects duplicate keys in one
     // BatchWriteItem, so these must be coalesced.
     for qos in [0, 1, 2, 0, 1, 2] {
-        w.submit(WriteOp::PutSub(SubRecord {
+        w.push(WriteOp::PutSub(SubRecord {
             clientid: "d".into(),
             topic: "same".into(),
             qos,
         }))
-        .await
         .expect("submit");
     }
-    w.submit(WriteOp::DeleteSub {
+    w.push(WriteOp::DeleteSub {
         clientid: "c".into(),
         topic: "t/0".into(),
     })
-    .await
     .expect("submit");
     w.flush().await.expect("flush");
     let s = w.stats();
@@ -369,19 +366,17 @@ async fn map_adds_and_removes_coalesce_into_update_items() {
         .map(|i| MsgId((1_563_765_995_880_379u128 << 64) | i))
         .collect();
     for id in &ids {
-        w.submit(WriteOp::MapAdd {
+        w.push(WriteOp::MapAdd {
             topic: "m".into(),
             msgids: vec![*id],
         })
-        .await
         .expect("submit");
     }
     for id in &ids[..5] {
-        w.submit(WriteOp::MapRemove {
+        w.push(WriteOp::MapRemove {
             topic: "m".into(),
             msgids: vec![*id],
         })
-        .await
         .expect("submit");
     }
     w.flush().await.expect("flush");
@@ -402,22 +397,20 @@ async fn a_write_during_an_outage_lands_after_restart() {
         .expect("tables");
     let store = DynamoStore::connect(&server.config("")).await;
     let w = writer_for(store.clone());
-    w.submit(WriteOp::PutSub(SubRecord {
+    w.push(WriteOp::PutSub(SubRecord {
         clientid: "c".into(),
         topic: "before".into(),
         qos: 1,
     }))
-    .await
     .expect("submit");
     w.flush().await.expect("flush before outage");
 
     server.stop();
-    w.submit(WriteOp::PutSub(SubRecord {
+    w.push(WriteOp::PutSub(SubRecord {
         clientid: "c".into(),
         topic: "during".into(),
         qos: 2,
     }))
-    .await
     .expect("submit during outage");
     let w2 = w.clone();
     let flushed = tokio::spawn(async move { w2.flush().await });

@@ -32,17 +32,14 @@ fn id(i: u128) -> MsgId {
 async fn batches_hold_at_most_25_keys() {
     let store = Arc::new(FakeStore::gated());
     let w = Writer::spawn(store.clone(), config(1));
-    w.submit(WriteOp::DeleteRetain {
+    w.push(WriteOp::DeleteRetain {
         topic: "first".into(),
     })
-    .await
     .expect("submit");
     // Let the batcher send that one: it blocks at the gate while the rest accumulate.
     tokio::time::sleep(Duration::from_millis(30)).await;
     for i in 0..60 {
-        w.submit(WriteOp::PutMsg(msg(i, "x")))
-            .await
-            .expect("submit");
+        w.push(WriteOp::PutMsg(msg(i, "x"))).expect("submit");
     }
     store.open_gate();
     w.flush().await.expect("flush");
@@ -68,44 +65,35 @@ async fn batches_hold_at_most_25_keys() {
 async fn same_key_ops_coalesce_last_write_wins() {
     let store = Arc::new(FakeStore::gated());
     let w = Writer::spawn(store.clone(), config(1));
-    w.submit(WriteOp::DeleteRetain {
+    w.push(WriteOp::DeleteRetain {
         topic: "first".into(),
     })
-    .await
     .expect("submit");
     // Let the batcher send that one: it blocks at the gate while the rest accumulate.
     tokio::time::sleep(Duration::from_millis(30)).await;
     let mut r = msg(1, "a");
     r.topic = "x".into();
-    w.submit(WriteOp::PutRetain(r.clone()))
-        .await
-        .expect("submit");
-    w.submit(WriteOp::DeleteRetain { topic: "x".into() })
-        .await
+    w.push(WriteOp::PutRetain(r.clone())).expect("submit");
+    w.push(WriteOp::DeleteRetain { topic: "x".into() })
         .expect("submit");
     r.payload = Bytes::from_static(b"b");
-    w.submit(WriteOp::PutRetain(r.clone()))
-        .await
-        .expect("submit");
-    w.submit(WriteOp::MapAdd {
+    w.push(WriteOp::PutRetain(r.clone())).expect("submit");
+    w.push(WriteOp::MapAdd {
         topic: "t".into(),
         msgids: vec![id(1), id(2), id(3)],
     })
-    .await
     .expect("submit");
-    w.submit(WriteOp::MapRemove {
+    w.push(WriteOp::MapRemove {
         topic: "t".into(),
         msgids: vec![id(2), id(9)],
     })
-    .await
     .expect("submit");
-    w.submit(WriteOp::MapAdd {
+    w.push(WriteOp::MapAdd {
         topic: "t".into(),
         msgids: vec![id(4)],
     })
-    .await
     .expect("submit");
-    w.submit(WriteOp::PutClient(ClientRecord {
+    w.push(WriteOp::PutClient(ClientRecord {
         clientid: "c".into(),
         node: "n".into(),
         connect_state: 1,
@@ -113,14 +101,12 @@ async fn same_key_ops_coalesce_last_write_wins() {
         offline_at: 0,
         session_expires_at: None,
     }))
-    .await
     .expect("submit");
-    w.submit(WriteOp::ClientOffline {
+    w.push(WriteOp::ClientOffline {
         clientid: "c".into(),
         offline_at: 7,
         session_expires_at: Some(67),
     })
-    .await
     .expect("submit");
     store.open_gate();
     w.flush().await.expect("flush");
@@ -160,7 +146,7 @@ async fn per_key_order_holds_with_concurrent_batches() {
         let mut r = msg(i, &i.to_string());
         r.topic = format!("k{}", i % 7);
         last.insert(r.topic.clone(), r.clone());
-        w.submit(WriteOp::PutRetain(r)).await.expect("submit");
+        w.push(WriteOp::PutRetain(r)).expect("submit");
         if i % 50 == 0 {
             tokio::task::yield_now().await;
         }
@@ -188,9 +174,7 @@ async fn retryable_failures_are_retried_until_durable() {
     });
     let w = Writer::spawn(store.clone(), config(2));
     for i in 0..10 {
-        w.submit(WriteOp::PutMsg(msg(i, "x")))
-            .await
-            .expect("submit");
+        w.push(WriteOp::PutMsg(msg(i, "x"))).expect("submit");
     }
     w.flush().await.expect("flush");
     assert_eq!(store.state.lock().len(), 10);
@@ -207,13 +191,9 @@ async fn permanent_failures_are_counted_not_retried() {
         ..FakeStore::default()
     });
     let w = Writer::spawn(store.clone(), config(1));
-    w.submit(WriteOp::PutMsg(msg(1, "x")))
-        .await
-        .expect("submit");
+    w.push(WriteOp::PutMsg(msg(1, "x"))).expect("submit");
     w.flush().await.expect("flush");
-    w.submit(WriteOp::PutMsg(msg(2, "y")))
-        .await
-        .expect("submit");
+    w.push(WriteOp::PutMsg(msg(2, "y"))).expect("submit");
     w.flush().await.expect("flush");
     let s = w.stats();
     assert_eq!((s.failed, s.written, s.retries), (1, 1, 0), "{s:?}");
@@ -229,9 +209,7 @@ async fn max_attempts_gives_up_and_counts() {
     let mut cfg = config(1);
     cfg.max_attempts = Some(3);
     let w = Writer::spawn(store.clone(), cfg);
-    w.submit(WriteOp::PutMsg(msg(1, "x")))
-        .await
-        .expect("submit");
+    w.push(WriteOp::PutMsg(msg(1, "x"))).expect("submit");
     w.flush().await.expect("flush");
     let s = w.stats();
     assert_eq!((s.failed, s.retries), (1, 2), "{s:?}");

@@ -322,11 +322,6 @@ impl Writer {
         Ok(durable)
     }
 
-    /// Queues an op (never waits; kept for callers in async code).
-    pub async fn submit(&self, op: WriteOp) -> Result<(), WriterClosed> {
-        self.push(op)
-    }
-
     /// Resolves when every op pushed before this call has been applied or counted as
     /// failed or dropped (journaled ops included). During an outage this waits for the
     /// store: wrap it in a timeout at shutdown.
