@@ -44,7 +44,7 @@ class Paho:
     def __init__(self, broker, client_id: str = "", *, protocol=V311, clean: bool = True,
                  keepalive: int = 30, will: tuple | None = None, session_expiry: int | None = None,
                  transport: str = "tcp", connect: bool = True, username: str | None = None,
-                 password: str | None = None):
+                 password: str | None = None, connect_properties: dict | None = None):
         self.protocol = protocol
         self.broker = broker
         kw = {}
@@ -58,6 +58,8 @@ class Paho:
         self._clean = clean
         self._keepalive = keepalive
         self._session_expiry = session_expiry
+        # v5 CONNECT properties by paho's names, e.g. {"MaximumPacketSize": 200}
+        self._connect_properties = dict(connect_properties or {})
         self.messages: queue.Queue[Msg] = queue.Queue()
         self.connack = queue.Queue()
         self.disconnects = queue.Queue()
@@ -99,9 +101,13 @@ class Paho:
         kw = {}
         if self.protocol == V5:
             kw["clean_start"] = self._clean
+            props = dict(self._connect_properties)
             if self._session_expiry is not None:
+                props["SessionExpiryInterval"] = self._session_expiry
+            if props:
                 p = Properties(PacketTypes.CONNECT)
-                p.SessionExpiryInterval = self._session_expiry
+                for name, value in props.items():
+                    setattr(p, name, value)
                 kw["properties"] = p
         host = "127.0.0.1"
         port = self.broker.port
@@ -124,10 +130,12 @@ class Paho:
         return self
 
     def subscribe(self, topic, qos: int = 0, **kw) -> list:
-        """Subscribe and return the SUBACK reason codes (paho ReasonCode objects)."""
+        """Subscribe and return the SUBACK reason codes (paho ReasonCode objects). v5 options:
+        rap (Retain As Published), rh (Retain Handling 0, 1, 2)."""
         if self.protocol == V5:
             from paho.mqtt.subscribeoptions import SubscribeOptions
-            opts = SubscribeOptions(qos=qos, retainAsPublished=kw.pop("rap", False))
+            opts = SubscribeOptions(qos=qos, retainAsPublished=kw.pop("rap", False),
+                                    retainHandling=kw.pop("rh", 0))
             rc, mid = self.client.subscribe(topic, options=opts, **kw)
         else:
             rc, mid = self.client.subscribe(topic, qos)
@@ -145,10 +153,11 @@ class Paho:
         except queue.Empty:
             raise AssertionError(f"no UNSUBACK for {topic!r}") from None
 
-    def publish(self, topic: str, payload: bytes | str, qos: int = 0, retain: bool = False):
+    def publish(self, topic: str, payload: bytes | str, qos: int = 0, retain: bool = False,
+                properties: Properties | None = None):
         """Publish and, for QoS > 0, wait until the flow completes (PUBACK / PUBCOMP); returns
         the reason code of the acknowledgement (v5; paho's Success for v3 and QoS 0)."""
-        info = self.client.publish(topic, payload, qos, retain)
+        info = self.client.publish(topic, payload, qos, retain, properties=properties)
         info.wait_for_publish(WAIT)
         assert info.is_published(), f"publish to {topic!r} (QoS {qos}) not acknowledged within {WAIT}s"
         deadline = time.monotonic() + WAIT

@@ -223,3 +223,25 @@ def start_broker(tmp_path):
 @pytest.fixture
 def broker(start_broker) -> Broker:
     return start_broker()
+
+
+@pytest.fixture(params=["embedded", "none"], ids=["store-embedded", "store-none"])
+def start_any_store_broker(request, start_broker):
+    """Factory like start_broker, run once with the default embedded store and once with
+    `--store none` (state in memory only): for behaviour that must not depend on the store.
+    Under Mosquitto the `none` run is skipped (it would be the same broker twice)."""
+    if request.param == "none" and BROKER == "mosquitto":
+        pytest.skip("--store none is dynamq's")
+
+    def start(**opts) -> Broker:
+        if request.param == "none":
+            opts["extra_args"] = (*opts.get("extra_args", ()), "--store", "none")
+        return start_broker(**opts)
+
+    return start
+
+
+@pytest.fixture
+def any_store_broker(start_any_store_broker) -> Broker:
+    """A broker with the default embedded store, then one with `--store none`."""
+    return start_any_store_broker()

@@ -200,6 +200,36 @@ def parse_props(buf: bytes, i: int) -> tuple[dict[int, object], int]:
     return out, end
 
 
+def prop_items(buf: bytes, i: int) -> list[bytes]:
+    """The property block at buf[i:] as the exact bytes of each property, identifier included,
+    in the order they were sent: for checks byte for byte."""
+    length, i = _read_varint(buf, i)
+    end, out = i + length, []
+    while i < end:
+        start = i
+        kind = _PROP_KIND.get(buf[i])
+        i += 1
+        if kind in ("byte", "u16", "u32"):
+            i += {"byte": 1, "u16": 2, "u32": 4}[kind]
+        elif kind == "varint":
+            _, i = _read_varint(buf, i)
+        elif kind in ("str", "bin", "pair"):
+            for _ in range(2 if kind == "pair" else 1):
+                i += 2 + struct.unpack_from(">H", buf, i)[0]
+        else:
+            raise ProtocolViolationError(f"unknown property id {buf[start]:#x}")
+        out.append(buf[start:i])
+    if i != end:
+        raise ProtocolViolationError("a property runs past the end of its block")
+    return out
+
+
+def publish_prop_items(p: "Packet") -> list[bytes]:
+    """The properties of a received v5 PUBLISH, each as its exact bytes (see prop_items)."""
+    i = 2 + struct.unpack_from(">H", p.body, 0)[0] + (2 if p.qos else 0)
+    return prop_items(p.body, i)
+
+
 @dataclass
 class Packet:
     """One received packet, with the fields the tests look at decoded for `version`."""
