@@ -114,7 +114,7 @@ def test_retain_as_published(any_store_broker):
 
 def test_retain_handling_0_1_2(any_store_broker):
     """Retain Handling 0: the retained messages are sent at every SUBSCRIBE
-    [MQTT-3.3.1-9], also when it replaces an existing subscription [MQTT-3.8.4-3];
+    [MQTT-3.3.1-9], also when it replaces an existing subscription [MQTT-3.8.4-3] [MQTT-3.8.4-4];
     1: only if the subscription did not exist [MQTT-3.3.1-10] (again after UNSUBSCRIBE);
     2: never [MQTT-3.3.1-11].
     Every one of them receives live messages, with RETAIN 0."""
