@@ -109,6 +109,10 @@ pub struct StoreSection {
     pub buffer_bytes: u64,
     /// Most bytes of the store writer's journal file in `data_dir` (also with DynamoDB).
     pub journal_bytes: u64,
+    /// How long a store write waits in memory so that later writes of the same item replace
+    /// or cancel it: a stored message its subscribers acknowledge within it is never written.
+    /// 0: write at once. Not applied to writes a `sync` acknowledgement waits for.
+    pub coalesce_ms: u64,
     /// How to reach DynamoDB; credentials never appear in logs (`Debug` redacts them).
     pub dynamo: DynamoConfig,
     /// Most stored message ids per topic (over its map items) before the oldest are evicted; 0: unlimited.
@@ -125,6 +129,7 @@ impl Default for StoreSection {
             map_cap_per_topic: 5_000,
             buffer_bytes: 64 << 20,
             journal_bytes: 1 << 30,
+            coalesce_ms: 100,
             dynamo: DynamoConfig::default(),
             max_stored_per_topic: 100_000,
         }

@@ -117,6 +117,7 @@ pub async fn build(config: &Config, bindings: Vec<Binding>) -> Result<Persistenc
     bc.map_cap_per_topic = config.store.map_cap_per_topic;
     bc.buffer_bytes = config.store.buffer_bytes;
     bc.journal_bytes = config.store.journal_bytes;
+    bc.coalesce = std::time::Duration::from_millis(config.store.coalesce_ms);
     // The journal lives in the data directory whatever the store (DynamoDB too).
     bc.journal_dir = Some(config.data_dir.clone());
     bc.max_stored_per_topic = config.store.max_stored_per_topic;

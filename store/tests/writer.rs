@@ -118,9 +118,11 @@ async fn same_key_ops_coalesce_last_write_wins() {
         topic: "t".into(),
         msgids: vec![id(1), id(3), id(4)]
     }));
+    // id 2 was added in the same pending entry, never written: its remove cancels the add
+    // (a msgid is added once, so the item never held it); 9 is removed.
     assert!(second.contains(&WriteOp::MapRemove {
         topic: "t".into(),
-        msgids: vec![id(2), id(9)]
+        msgids: vec![id(9)]
     }));
     assert!(second.contains(&WriteOp::PutClient(ClientRecord {
         clientid: "c".into(),
@@ -361,4 +363,58 @@ async fn a_message_deleted_before_its_put_was_written_is_not_written() {
             WriteOp::DeleteMsg { msgid: first.msgid },
         ]
     );
+}
+
+/// `WriterConfig::hold`: ops wait until they are `hold` old, so a delete folds into its put
+/// and neither is written; a `push_durable` op, or a flush, is not held.
+#[tokio::test]
+async fn hold_lets_a_delete_cancel_its_put_and_writes_the_rest_when_due() {
+    let store = Arc::new(FakeStore::default());
+    let hold = Duration::from_millis(300);
+    let w = Writer::spawn(store.clone(), WriterConfig { hold, ..config(2) });
+    w.push(WriteOp::PutMsg(msg(1, "acked"))).expect("push");
+    w.push(WriteOp::PutMsg(msg(2, "kept"))).expect("push");
+    w.push(WriteOp::DeleteMsg {
+        msgid: msg(1, "acked").msgid,
+    })
+    .expect("push");
+    tokio::time::sleep(hold / 3).await;
+    assert!(
+        store.batches.lock().is_empty(),
+        "nothing written before the hold"
+    );
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while store.batches.lock().is_empty() {
+        assert!(tokio::time::Instant::now() < deadline, "never written");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(
+        store.batches.lock().concat(),
+        vec![WriteOp::PutMsg(msg(2, "kept"))]
+    );
+    // A durable op goes at once, and so does what waits with it when it is pushed.
+    w.push(WriteOp::PutMsg(msg(3, "held"))).expect("push");
+    let durable = w
+        .push_durable(vec![WriteOp::PutMsg(msg(4, "sync"))])
+        .expect("push");
+    tokio::time::timeout(hold / 2, durable)
+        .await
+        .expect("not held")
+        .expect("stored");
+    // A flush writes what waits at once.
+    w.push(WriteOp::PutMsg(msg(5, "flushed"))).expect("push");
+    tokio::time::timeout(hold / 2, w.flush())
+        .await
+        .expect("not held")
+        .expect("flush");
+    let written: Vec<WriteOp> = store.batches.lock().concat();
+    for i in [3, 4, 5] {
+        assert!(
+            written
+                .iter()
+                .any(|op| op.key() == OpKey::Msg(msg(i, "").msgid)),
+            "{i} written: {written:?}"
+        );
+    }
+    assert_eq!(w.stats().pending, 0);
 }

@@ -17,6 +17,7 @@
 //! On DynamoDB, a message whose mqtt_msg / mqtt_retain item would pass 400 KB is refused
 //! before anything is written ([`ActionsError::TooLarge`], counted in `too_large`).
 
+mod delay;
 mod fetch;
 mod mover;
 mod publish;
@@ -39,13 +40,15 @@ use crate::dynamo::DynamoStore;
 use crate::embedded::EmbeddedStore;
 use crate::msgid::{MsgId, MsgIdGen};
 use crate::op::WriteOp;
-use crate::record::{AckedRecord, ClientRecord, MessageRecord, RetainRecord, SubRecord};
+use crate::record::{ClientRecord, MessageRecord, RetainRecord, SubRecord};
 use crate::store::Store;
 use crate::writer::{Durable, JournalConfig, Writer, WriterConfig};
+use delay::DelayLine;
 use mover::Mover;
 use topic_ids::TopicIds;
 pub use types::{
-    ActionsConfig, ActionsError, ActionsStats, OverflowPolicy, PublishedMessage, StoreConfig,
+    ActionsConfig, ActionsError, ActionsStats, DEFAULT_COALESCE, OverflowPolicy, PublishedMessage,
+    StoreConfig,
 };
 
 #[derive(Debug, Default)]
@@ -79,6 +82,9 @@ pub struct Actions {
     /// Finishes moves to overflow items: removes ids from the tutorial's item once their
     /// add to the overflow item is durable.
     mover: Mover,
+    /// Stored messages' writes waiting `coalesce`, so that a quick acknowledgement cancels
+    /// them.
+    delay: Arc<DelayLine>,
     /// Stored msgids already replayed, per client and subscription filter (cleared on
     /// unsubscribe and disconnect).
     delivered: Mutex<HashMap<String, HashMap<String, BTreeSet<MsgId>>>>,
@@ -115,6 +121,7 @@ impl Actions {
         };
         let writer_config = config.writer.clone().unwrap_or_else(|| WriterConfig {
             buffer_bytes: config.buffer_bytes,
+            hold: config.coalesce,
             journal: match (config.overflow, &config.journal_dir) {
                 (OverflowPolicy::Wait, Some(dir)) => Some(JournalConfig {
                     dir: dir.clone(),
@@ -146,6 +153,7 @@ impl Actions {
             max_stored: config.max_stored_per_topic,
             stored: RwLock::new(TopicMap::default()),
             mover: Mover::spawn(writer.clone()),
+            delay: DelayLine::spawn(writer.clone(), config.coalesce),
             delivered: Mutex::new(HashMap::new()),
             replay_since: Mutex::new(HashMap::new()),
             counters: Counters::default(),
@@ -392,10 +400,7 @@ impl Actions {
                 );
             }
             for topic in topics {
-                self.submit(WriteOp::DeleteAcked {
-                    topic,
-                    clientid: clientid.to_owned(),
-                })?;
+                self.delay.delete_acked(topic, clientid.to_owned())?;
             }
         }
         Ok(())
@@ -410,6 +415,7 @@ impl Actions {
     /// Waits until every write submitted so far is durable (or counted as failed),
     /// including the removals that finish moves to overflow items.
     pub async fn flush(&self) -> Result<(), ActionsError> {
+        self.delay.drain_all()?;
         self.mover.flush().await;
         Ok(self.writer.flush().await?)
     }
@@ -423,8 +429,11 @@ impl Actions {
             writer,
             store,
             mover,
+            delay,
             ..
         } = self;
+        // The delay line holds a writer handle too (drained by the flush above).
+        drop(delay);
         // The mover holds a writer handle: it must end first for the writer to stop.
         mover.close().await;
         drop(writer);
@@ -438,7 +447,11 @@ impl Actions {
     pub fn stats(&self) -> ActionsStats {
         let c = &self.counters;
         ActionsStats {
-            writer: self.writer.stats(),
+            writer: {
+                let mut w = self.writer.stats();
+                w.pending += self.delay.len() as u64;
+                w
+            },
             evicted: c.evicted.load(Ordering::Relaxed),
             expired: c.expired.load(Ordering::Relaxed),
             message_expired: c.message_expired.load(Ordering::Relaxed),

@@ -115,23 +115,30 @@ impl Actions {
                 topic: msg.topic.to_owned(),
             });
         }
+        // The stored message's writes: a quick acknowledgement may cancel them (delay.rs).
+        let mut stored = Vec::new();
         if put_msg {
-            ops.push(WriteOp::PutMsg(record()));
+            stored.push(WriteOp::PutMsg(record()));
         }
         if queue {
-            ops.push(WriteOp::MapAdd {
+            stored.push(WriteOp::MapAdd {
                 topic: msg.topic.to_owned(),
                 msgids: vec![msgid],
             });
         }
-        let durable = match (durable, ops.is_empty()) {
-            (true, false) => Some(self.writer.push_durable(ops)?),
-            _ => {
-                for op in ops {
-                    self.submit(op)?;
-                }
-                None
+        let durable = if durable {
+            ops.append(&mut stored);
+            (!ops.is_empty())
+                .then(|| self.writer.push_durable(ops))
+                .transpose()?
+        } else {
+            for op in ops {
+                self.submit(op)?;
             }
+            if !stored.is_empty() {
+                self.delay.defer(msgid, stored)?;
+            }
+            None
         };
         if queue {
             self.index_new(msg.topic, msgid)?;
@@ -153,11 +160,7 @@ impl Actions {
             .binding(Action::OnMessageAckedForQueue, topic)
             .is_some();
         if queue || self.binds(Action::OnMessageFetchForPubsub) {
-            self.submit(WriteOp::PutAcked(AckedRecord {
-                topic: topic.to_owned(),
-                clientid: clientid.to_owned(),
-                msgid,
-            }))?;
+            self.delay.ack(topic, clientid, msgid)?;
         }
         if queue {
             self.remove_stored(topic, vec![msgid])?;

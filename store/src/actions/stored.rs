@@ -83,6 +83,9 @@ impl Actions {
         if moves.is_empty() {
             return Ok(());
         }
+        // Moves take a topic's oldest ids: their adds to the tutorial's item must reach the
+        // writer before the removes that follow the move.
+        self.delay.drain_all()?;
         let ids = moves.ids();
         self.counters
             .moved_to_overflow
@@ -194,8 +197,20 @@ impl Actions {
         placed: Vec<(Slot, MsgId)>,
         delete_messages: bool,
     ) -> Result<(), ActionsError> {
+        // The common case, one id acknowledged before its writes left the delay line.
+        if let [(0, id)] = placed[..]
+            && delete_messages
+            && self.delay.cancel(id)
+        {
+            return Ok(());
+        }
         let mut by_slot: BTreeMap<Slot, Vec<MsgId>> = BTreeMap::new();
         for (slot, id) in placed {
+            // A message whose writes still wait in the delay line (always in the tutorial's
+            // item: moves drain the line first) is taken out: nothing to delete.
+            if delete_messages && slot == 0 && self.delay.cancel(id) {
+                continue;
+            }
             if delete_messages {
                 self.submit(WriteOp::DeleteMsg { msgid: id })?;
             }

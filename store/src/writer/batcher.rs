@@ -122,6 +122,12 @@ pub(super) struct Batcher<S> {
     recovery: Recovery,
     /// The journal found at start was applied and cut (logged once).
     startup_done: bool,
+    /// Pending entries with a `Durable` waiting: while any is, nothing is held.
+    urgent: usize,
+    /// When the oldest entry held back by `WriterConfig::hold` is due.
+    next_due: Option<Instant>,
+    /// The channel closed: write everything now.
+    closing: bool,
 }
 
 impl<S: Store> Batcher<S> {
@@ -175,6 +181,9 @@ impl<S: Store> Batcher<S> {
             held_bytes: 0,
             recovery: Recovery::default(),
             startup_done: false,
+            urgent: 0,
+            next_due: None,
+            closing: false,
         }
     }
 
@@ -216,7 +225,10 @@ impl<S: Store> Batcher<S> {
                     None => self.journal_gone(),
                 },
                 msg = rx.recv(), if can_accept => match msg {
-                    None => closed = true,
+                    None => {
+                        closed = true;
+                        self.closing = true;
+                    }
                     Some(msg) => {
                         self.accept(msg);
                         // Take what is already queued, so batches fill under load.
@@ -228,6 +240,9 @@ impl<S: Store> Batcher<S> {
                         }
                     }
                 },
+                () = tokio::time::sleep_until(self.next_due.unwrap_or_else(Instant::now)), if self.next_due.is_some() => {
+                    self.next_due = None;
+                }
                 () = tokio::time::sleep_until(retry_at.unwrap_or_else(Instant::now)), if retry_at.is_some() => {
                     if let Some(j) = self.journal.as_mut() {
                         j.retry_truncate_at = None;
@@ -266,7 +281,7 @@ impl<S: Store> Batcher<S> {
                     self.mode = Mode::Spill;
                     self.spill(seq, op, bytes, tracker);
                 } else {
-                    self.insert_pending(seq, op, bytes, tracker.into_iter().collect());
+                    self.insert_pending(seq, op, bytes, tracker.into_iter().collect(), false);
                 }
             }
             Mode::Spill => self.spill(seq, op, bytes, tracker),
@@ -292,14 +307,26 @@ impl<S: Store> Batcher<S> {
     }
 
     /// Puts an op in pending: a new entry, or folded into its key's entry. `bytes` (counted
-    /// since `push`) is replaced by what the entry holds.
-    fn insert_pending(&mut self, seq: u64, op: WriteOp, bytes: u64, trackers: Vec<Tracker>) {
+    /// since `push`) is replaced by what the entry holds. `replayed`: the op was read back
+    /// from the journal (it may have been applied before a crash).
+    pub(super) fn insert_pending(
+        &mut self,
+        seq: u64,
+        op: WriteOp,
+        bytes: u64,
+        trackers: Vec<Tracker>,
+        replayed: bool,
+    ) {
         let (before, after) = match self.pending.entry(op.key()) {
             MapEntry::Occupied(mut e) => {
                 let entry = e.get_mut();
                 let before = entry.bytes;
-                entry.value.coalesce(op);
+                entry.may_cancel &= !replayed;
+                entry.value.coalesce(op, entry.may_cancel);
                 entry.bytes = entry.value.approx_bytes();
+                if entry.trackers.is_empty() && !trackers.is_empty() {
+                    self.urgent += 1;
+                }
                 entry.trackers.extend(trackers);
                 self.counters.coalesced.fetch_add(1, Ordering::Relaxed);
                 (before, entry.bytes)
@@ -309,11 +336,16 @@ impl<S: Store> Batcher<S> {
                 self.outstanding.insert(seq);
                 let value = Pending::new(op);
                 let entry_bytes = value.approx_bytes();
+                if !trackers.is_empty() {
+                    self.urgent += 1;
+                }
                 v.insert(PendingEntry {
                     min_seq: seq,
                     value,
                     bytes: entry_bytes,
                     trackers,
+                    since: Instant::now(),
+                    may_cancel: !replayed,
                 });
                 (0, entry_bytes)
             }
@@ -324,12 +356,44 @@ impl<S: Store> Batcher<S> {
         b.fetch_sub(before + bytes, Ordering::Relaxed);
     }
 
+    /// Entries that arrived after this instant wait (`WriterConfig::hold`); `None`: nothing
+    /// waits (no hold configured, a `Durable` or a flush is waiting, memory holds half the
+    /// budget, the journal is in use, or the writer is closing).
+    fn hold_cutoff(&self) -> Option<Instant> {
+        let hold = self.config.hold;
+        if hold.is_zero()
+            || self.closing
+            || self.urgent > 0
+            || !self.waiters.is_empty()
+            || self.mode != Mode::Memory
+            || self.counters.buffered_bytes.load(Ordering::Relaxed) > self.config.buffer_bytes / 2
+        {
+            return None;
+        }
+        Instant::now().checked_sub(hold)
+    }
+
+    /// An entry whose ops cancelled out: done without a write.
+    fn settle_empty(&mut self, entry: PendingEntry) {
+        self.outstanding.remove(&entry.min_seq);
+        self.mem_bytes = self.mem_bytes.saturating_sub(entry.bytes);
+        self.counters
+            .buffered_bytes
+            .fetch_sub(entry.bytes, Ordering::Relaxed);
+        entry.trackers.iter().for_each(Tracker::applied);
+    }
+
     /// Starts batches while the pool has room and there are keys not already in flight.
+    /// Entries younger than `WriterConfig::hold` wait (see [`Self::hold_cutoff`]); `order`
+    /// is in arrival order, so the first young entry ends the batch and sets `next_due`.
     fn dispatch(&mut self) {
-        while self.tasks.len() < self.config.pool_size && !self.order.is_empty() {
+        let cutoff = self.hold_cutoff();
+        self.next_due = None;
+        'batches: while self.tasks.len() < self.config.pool_size && !self.order.is_empty() {
             let mut ops = Vec::new();
             let mut keys = Vec::new();
             let mut deferred = Vec::new();
+            let mut young = false;
             while keys.len() < self.config.max_batch {
                 let Some(key) = self.order.pop_front() else {
                     break;
@@ -338,9 +402,24 @@ impl<S: Store> Batcher<S> {
                     deferred.push(key);
                     continue;
                 }
+                if let (Some(cutoff), Some(e)) = (cutoff, self.pending.get(&key))
+                    && e.since > cutoff
+                {
+                    self.next_due = Some(e.since + self.config.hold);
+                    self.order.push_front(key);
+                    young = true;
+                    break;
+                }
                 let Some(entry) = self.pending.remove(&key) else {
                     continue;
                 };
+                if !entry.trackers.is_empty() {
+                    self.urgent -= 1;
+                }
+                if matches!(entry.value, Pending::Nothing) {
+                    self.settle_empty(entry);
+                    continue;
+                }
                 let entry_ops = entry.value.into_ops();
                 let n_ops = entry_ops.len();
                 ops.extend(entry_ops);
@@ -359,6 +438,7 @@ impl<S: Store> Batcher<S> {
             if keys.is_empty() {
                 break;
             }
+            let last = young;
             let store = self.store.clone();
             let config = self.config.clone();
             let counters = self.counters.clone();
@@ -366,6 +446,9 @@ impl<S: Store> Batcher<S> {
                 super::retry::write_with_retry(&*store, ops, &config, &counters).await
             });
             self.inflight.insert(handle.id(), keys);
+            if last {
+                break 'batches;
+            }
         }
     }
 

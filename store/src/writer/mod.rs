@@ -88,6 +88,12 @@ pub struct WriterConfig {
     /// Give up on a retryable failure after this many attempts (counted in `failed`).
     /// `None`: retry until it succeeds.
     pub max_attempts: Option<u32>,
+    /// How long an op waits in memory before it is written, so that later ops of the same
+    /// key fold into it: a stored message acknowledged within `hold` is never written (its
+    /// put and delete cancel), and a topic's map adds and removes cancel the same way. Not
+    /// applied while a `Durable` or a flush waits, while memory holds half the budget, in a
+    /// spill, or at shutdown. Zero: write as soon as the pool has room.
+    pub hold: Duration,
 }
 
 /// The default memory budget: 64 MiB.
@@ -103,6 +109,7 @@ impl Default for WriterConfig {
             backoff_initial: Duration::from_millis(50),
             backoff_max: Duration::from_secs(5),
             max_attempts: None,
+            hold: Duration::ZERO,
         }
     }
 }

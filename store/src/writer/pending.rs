@@ -4,6 +4,8 @@
 
 use std::collections::BTreeSet;
 
+use tokio::time::Instant;
+
 use super::durable::Tracker;
 use crate::msgid::MsgId;
 use crate::op::WriteOp;
@@ -42,7 +44,11 @@ impl Pending {
         }
     }
 
-    pub(super) fn coalesce(&mut self, op: WriteOp) {
+    /// Folds a later op of the same key in. With `may_cancel` false (the entry holds ops read
+    /// back from the journal, which may have been applied before a crash), a put followed by
+    /// its delete, or a map add followed by its remove, is kept as the delete or remove:
+    /// cancelling both would leave what the earlier run applied.
+    pub(super) fn coalesce(&mut self, op: WriteOp, may_cancel: bool) {
         match (self, op) {
             (Pending::Map { add, remove, .. }, WriteOp::MapAdd { msgids, .. }) => {
                 for id in msgids {
@@ -52,8 +58,11 @@ impl Pending {
             }
             (Pending::Map { add, remove, .. }, WriteOp::MapRemove { msgids, .. }) => {
                 for id in msgids {
-                    add.remove(&id);
-                    remove.insert(id);
+                    // An id added here and never written was not in the item before (a msgid
+                    // is added once): removing it from `add` is the whole remove.
+                    if !(add.remove(&id) && may_cancel) {
+                        remove.insert(id);
+                    }
                 }
             }
             (
@@ -68,7 +77,7 @@ impl Pending {
                 rec.offline_at = offline_at;
                 rec.session_expires_at = session_expires_at;
             }
-            (this @ Pending::Item(WriteOp::PutMsg(_)), WriteOp::DeleteMsg { .. }) => {
+            (this @ Pending::Item(WriteOp::PutMsg(_)), WriteOp::DeleteMsg { .. }) if may_cancel => {
                 *this = Pending::Nothing;
             }
             (this, op) => *this = Pending::new(op),
@@ -122,4 +131,8 @@ pub(super) struct PendingEntry {
     pub(super) bytes: u64,
     /// The `push_durable` calls with an op folded in (one clone per op).
     pub(super) trackers: Vec<Tracker>,
+    /// When the entry's first op arrived: it is written once it is `WriterConfig::hold` old.
+    pub(super) since: Instant,
+    /// False once an op read back from the journal is folded in (see [`Pending::coalesce`]).
+    pub(super) may_cancel: bool,
 }

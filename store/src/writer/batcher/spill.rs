@@ -12,7 +12,7 @@ impl<S: Store> Batcher<S> {
     /// Adds an op to the journal group being built, or drops it if the journal is full.
     pub(super) fn spill(&mut self, seq: u64, op: WriteOp, bytes: u64, tracker: Option<Tracker>) {
         let Some(j) = self.journal.as_mut() else {
-            self.insert_pending(seq, op, bytes, tracker.into_iter().collect());
+            self.insert_pending(seq, op, bytes, tracker.into_iter().collect(), false);
             return;
         };
         let c = &self.counters;
@@ -170,7 +170,13 @@ impl<S: Store> Batcher<S> {
                 self.mode = Mode::Memory;
                 self.held_bytes = 0;
                 for h in std::mem::take(&mut self.held) {
-                    self.insert_pending(h.seq, h.op, h.bytes, h.tracker.into_iter().collect());
+                    self.insert_pending(
+                        h.seq,
+                        h.op,
+                        h.bytes,
+                        h.tracker.into_iter().collect(),
+                        false,
+                    );
                 }
             }
             Reply::Truncated(Err(e)) => {
@@ -235,7 +241,7 @@ impl<S: Store> Batcher<S> {
         for (seq, op, trackers) in ops {
             let bytes = op.approx_bytes();
             c.buffered_bytes.fetch_add(bytes, Ordering::Relaxed);
-            self.insert_pending(seq, op, bytes, trackers);
+            self.insert_pending(seq, op, bytes, trackers, true);
         }
     }
 
@@ -263,7 +269,7 @@ impl<S: Store> Batcher<S> {
         self.mode = Mode::Memory;
         self.held_bytes = 0;
         for h in std::mem::take(&mut self.held) {
-            self.insert_pending(h.seq, h.op, h.bytes, h.tracker.into_iter().collect());
+            self.insert_pending(h.seq, h.op, h.bytes, h.tracker.into_iter().collect(), false);
         }
     }
 }
