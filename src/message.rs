@@ -22,6 +22,11 @@ impl ClientId {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+    /// The shared string itself, for a map that keeps the id as long as the client is
+    /// connected (no copy of it).
+    pub fn shared(&self) -> Arc<str> {
+        self.0.clone()
+    }
 }
 
 impl fmt::Display for ClientId {

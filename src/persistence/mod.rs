@@ -164,7 +164,7 @@ impl Persistence {
     /// client.connected
     pub async fn client_connected(&self, client: &ClientId) {
         let Some(a) = &self.actions else { return };
-        if let Err(e) = Box::pin(a.client_connected(client.as_str(), &self.node, now_secs())).await
+        if let Err(e) = Box::pin(a.client_connected(client.shared(), &self.node, now_secs())).await
         {
             self.failed("client.connected", client.as_str(), &e);
         }

@@ -90,8 +90,11 @@ pub struct Actions {
     delivered: Mutex<HashMap<String, HashMap<String, BTreeSet<MsgId>>>>,
     /// Per connected client: stored messages older than this (µs) are not replayed to it,
     /// because they were published before it went offline (or, for a client never seen
-    /// before, before it first connected). Set by client.connected from mqtt_client.
-    replay_since: Mutex<HashMap<String, u64>>,
+    /// before, before it first connected). Set by client.connected from mqtt_client. Keyed
+    /// by the broker's own shared client id (no copy of the string per client), and shrunk
+    /// when a burst of clients has gone (see [`shrink_after_remove`]): it is the one map of
+    /// the store with an entry per connected client.
+    replay_since: Mutex<HashMap<Arc<str>, u64>>,
     counters: Counters,
 }
 
@@ -245,13 +248,16 @@ impl Actions {
     }
 
     /// client.connected: on_client_connected puts mqtt_client {connect_state 1, online_at now,
-    /// offline_at 0}.
+    /// offline_at 0}. Pass the broker's shared client id (`Arc<str>`) to keep no copy of it
+    /// while the client is connected; a `&str` works too (it is copied).
     pub async fn client_connected(
         &self,
-        clientid: &str,
+        clientid: impl Into<Arc<str>>,
         node: &str,
         now: u64,
     ) -> Result<(), ActionsError> {
+        let shared: Arc<str> = clientid.into();
+        let clientid = &*shared;
         if self.binds(Action::OnMessageFetchForQueue) || self.binds(Action::OnMessageFetchForPubsub)
         {
             // Offline messages are those published while the client was away: read when it
@@ -265,11 +271,11 @@ impl Actions {
                 Err(e) => {
                     self.replay_since
                         .lock()
-                        .insert(clientid.to_owned(), crate::msgid::now_micros());
+                        .insert(shared, crate::msgid::now_micros());
                     return Err(e.into());
                 }
             };
-            self.replay_since.lock().insert(clientid.to_owned(), since);
+            self.replay_since.lock().insert(shared.clone(), since);
         }
         if self.binds(Action::OnClientConnected) {
             self.submit(WriteOp::PutClient(ClientRecord {
@@ -295,7 +301,11 @@ impl Actions {
         session_expiry: Option<u32>,
     ) -> Result<(), ActionsError> {
         self.delivered.lock().remove(clientid);
-        self.replay_since.lock().remove(clientid);
+        {
+            let mut since = self.replay_since.lock();
+            since.remove(clientid);
+            shrink_after_remove(&mut since);
+        }
         if self.binds(Action::OnClientDisconnected) {
             self.submit(WriteOp::ClientOffline {
                 clientid: clientid.to_owned(),
@@ -463,5 +473,43 @@ impl Actions {
             too_large: c.too_large.load(Ordering::Relaxed),
             moved_to_overflow: c.moved_to_overflow.load(Ordering::Relaxed),
         }
+    }
+}
+
+/// Gives back most of a per-client map's table once it holds less than a quarter of what it
+/// has room for: a hash map keeps the capacity of its largest burst (10,000 clients that
+/// connected once and left would otherwise keep ~330 KB here). Halving at a quarter keeps
+/// the work amortized: a shrunk map has twice its entries' room, so shrinking again takes
+/// as many removals as it holds.
+fn shrink_after_remove<K: std::hash::Hash + Eq, V>(map: &mut HashMap<K, V>) {
+    if map.capacity() > 64 && map.len() < map.capacity() / 4 {
+        map.shrink_to(map.len() * 2);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_per_client_map_gives_back_its_table_after_a_burst() {
+        let mut map: HashMap<Arc<str>, u64> = HashMap::new();
+        for i in 0..10_000u64 {
+            map.insert(Arc::from(format!("c{i}")), i);
+        }
+        let peak = map.capacity();
+        assert!(peak >= 10_000);
+        for i in 0..9_990u64 {
+            map.remove(format!("c{i}").as_str());
+            shrink_after_remove(&mut map);
+        }
+        assert_eq!(map.len(), 10);
+        assert!(
+            map.capacity() <= 64,
+            "capacity {} after the burst",
+            map.capacity()
+        );
+        // What stays is intact.
+        assert_eq!(map.get("c9995"), Some(&9_995));
     }
 }
