@@ -43,6 +43,7 @@ use crate::record::{AckedRecord, ClientRecord, MessageRecord, RetainRecord, SubR
 use crate::store::Store;
 use crate::writer::{Durable, JournalConfig, Writer, WriterConfig};
 use mover::Mover;
+pub use session::StoredSession;
 use topic_ids::TopicIds;
 pub use types::{
     ActionsConfig, ActionsError, ActionsStats, OverflowPolicy, PublishedMessage, StoreConfig,
@@ -237,12 +238,15 @@ impl Actions {
     }
 
     /// client.connected: on_client_connected puts mqtt_client {connect_state 1, online_at now,
-    /// offline_at 0}.
+    /// offline_at 0}, with `awaiting_rel`: the packet ids of QoS 2 messages the session has
+    /// received and not released (the put replaces the whole item, so it carries those the
+    /// broker keeps: see [`Actions::keeps_awaiting_rel`]; empty ones drop them).
     pub async fn client_connected(
         &self,
         clientid: &str,
         node: &str,
         now: u64,
+        awaiting_rel: BTreeSet<u16>,
     ) -> Result<(), ActionsError> {
         if self.binds(Action::OnMessageFetchForQueue) || self.binds(Action::OnMessageFetchForPubsub)
         {
@@ -271,6 +275,7 @@ impl Actions {
                 online_at: now,
                 offline_at: 0,
                 session_expires_at: None,
+                awaiting_rel,
             }))?;
         }
         Ok(())
