@@ -140,6 +140,13 @@ where
             }
             Packet::PubRec(r) => {
                 self.carried.awaiting_rel.remove(&r.packet_id);
+                if self.keeps_awaiting_rel() {
+                    // Its add may have been applied: the client, told 0x80, may reuse the id
+                    // for a new message, which must not be taken for a resend after a restart.
+                    self.broker
+                        .persistence
+                        .forget_awaiting_rel(&self.client_id, &[r.packet_id]);
+                }
                 let r = failed(r, &self.neg);
                 self.send(&Packet::PubRec(r));
             }

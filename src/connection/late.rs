@@ -107,7 +107,7 @@ where
             if released.contains(&id) {
                 self.broker
                     .persistence
-                    .awaiting_rel_released(&self.client_id, id);
+                    .forget_awaiting_rel(&self.client_id, &[id]);
             } else {
                 self.carried.awaiting_rel.insert(id);
             }

@@ -262,14 +262,24 @@ impl Persistence {
         filters: impl Iterator<Item = &'a str>,
         awaiting_rel: &[u16],
     ) {
-        let Some(a) = &self.actions else { return };
+        if self.actions.is_none() {
+            return;
+        }
         self.remember_ended(client);
         for filter in filters {
             self.session_unsubscribed(client, filter);
         }
+        self.forget_awaiting_rel(client, awaiting_rel);
+    }
+
+    /// Removes QoS 2 packet ids from those the store keeps for `client` (see
+    /// `keeps_awaiting_rel`), without waiting: the session that held them ended, or the
+    /// client was told they are done with.
+    pub fn forget_awaiting_rel(&self, client: &ClientId, packet_ids: &[u16]) {
+        let Some(a) = &self.actions else { return };
         if self.sync
-            && !awaiting_rel.is_empty()
-            && let Err(e) = a.awaiting_rel_forgotten(client.as_str(), awaiting_rel)
+            && !packet_ids.is_empty()
+            && let Err(e) = a.awaiting_rel_forgotten(client.as_str(), packet_ids)
         {
             self.failed("awaiting_rel.remove", client.as_str(), &e);
         }
