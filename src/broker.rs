@@ -135,6 +135,16 @@ impl Broker {
     /// queues it for every matching subscription, then hands its writes to the store (which
     /// never waits: the message was given its msgid when it was built).
     pub(crate) fn publish(&self, msg: Arc<Message>) -> RouteOutcome {
+        self.publish_received(msg, None)
+    }
+
+    /// Like `publish`, for a QoS 2 message from a client whose session keeps its packet id
+    /// in the store until PUBREL (`awaiting_rel`): the id is stored with the message.
+    pub(crate) fn publish_received(
+        &self,
+        msg: Arc<Message>,
+        awaiting_rel: Option<u16>,
+    ) -> RouteOutcome {
         if msg.retain {
             self.router.retained.set(&msg);
         }
@@ -168,20 +178,23 @@ impl Broker {
                 });
             }
         }
-        out.stored = self.persistence.message_published(&msg);
+        out.stored = self.persistence.message_published(&msg, awaiting_rel);
         out
     }
 
     /// Ends a session: removes it from the registry and its subscriptions from the router
     /// (and the store), and publishes a will that was waiting for its delay.
     pub(crate) async fn end_session(&self, session: &Arc<Session>) {
-        let (subs, will) = session.end(&self.registry);
+        let (subs, will, awaiting_rel) = session.end(&self.registry);
         self.auth.forget(session);
         for filter in subs.keys() {
             self.router.unsubscribe(session, filter);
         }
-        self.persistence
-            .session_ended(&session.client_id, subs.keys().map(String::as_str));
+        self.persistence.session_ended(
+            &session.client_id,
+            subs.keys().map(String::as_str),
+            &awaiting_rel,
+        );
         if let Some(will) = will {
             self.metrics.inc_wills_published();
             self.publish(will);

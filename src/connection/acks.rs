@@ -1,5 +1,6 @@
 //! Acknowledgements that wait for the store (`store.durability = "sync"`): the PUBACK or
-//! PUBREC of a QoS 1/2 message is sent once the message's writes are stored.
+//! PUBREC of a QoS 1/2 message is sent once the message's writes are stored, and the
+//! PUBCOMP of a QoS 2 packet id kept in the store once its removal is.
 //!
 //! Only this connection waits. It goes on reading and routing the client's next messages
 //! while earlier ones are being stored, up to `mqtt.receive_maximum` acknowledgements
@@ -25,7 +26,7 @@ pub(super) struct PendingAcks {
 
 #[derive(Debug)]
 struct Waiting {
-    /// PUBACK or PUBREC, as it will be sent if the store took the message.
+    /// PUBACK or PUBREC, as it will be sent if the store took the message (or PUBCOMP).
     ack: Packet,
     /// `None`: nothing to wait for but the acknowledgements before it.
     stored: Option<Durable>,
@@ -111,6 +112,14 @@ where
     }
 
     fn not_stored(&mut self, ack: Packet, e: NotStored) -> Result<(), ConnError> {
+        if let Packet::PubComp(_) = ack {
+            // The packet id was released in memory; only a crash before the store takes
+            // the removal could bring it back. PUBCOMP has no failure code but 0x92.
+            self.broker.persistence.count_error();
+            tracing::error!(client = %self.client_id, error = %e, "a released QoS 2 packet id could not be removed from the store");
+            self.send(&ack);
+            return Ok(());
+        }
         self.broker.metrics.inc_publishes_not_stored();
         tracing::error!(client = %self.client_id, error = %e, "a QoS 1/2 message could not be stored: acknowledged as failed");
         if !self.neg.protocol.is_v5() {
@@ -131,6 +140,13 @@ where
             }
             Packet::PubRec(r) => {
                 self.carried.awaiting_rel.remove(&r.packet_id);
+                if self.keeps_awaiting_rel() {
+                    // Its add may have been applied: the client, told 0x80, may reuse the id
+                    // for a new message, which must not be taken for a resend after a restart.
+                    self.broker
+                        .persistence
+                        .forget_awaiting_rel(&self.client_id, &[r.packet_id]);
+                }
                 let r = failed(r, &self.neg);
                 self.send(&Packet::PubRec(r));
             }

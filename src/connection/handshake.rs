@@ -3,6 +3,7 @@
 //! store, answers CONNACK, restores stored subscriptions and resends what was in flight.
 //! The connection's loop (`Conn::run`) starts where this ends.
 
+use std::collections::BTreeSet;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -100,16 +101,36 @@ pub(super) async fn handshake<S: Transport>(
     let mut conn = Conn::new(broker.clone(), session, conn_id, neg, io, hibernate_after);
 
     // A session not in memory may be in the store (after a restart, or from another node):
-    // on_subscribe_lookup gives its subscriptions. A client that resumes gets them back and
-    // Session Present; with Clean Start they are deleted [MQTT-3.1.2-4].
+    // on_subscribe_lookup gives its subscriptions, and in sync durability its QoS 2 packet
+    // ids not yet released. A client that resumes gets them back and Session Present; with
+    // Clean Start they are deleted [MQTT-3.1.2-4].
     // The store is read for at most `store.read_timeout_ms`: past it the CONNACK goes
     // without (Session Present from memory), and the read is acted on when it completes.
+    let keep_rel = conn.keeps_awaiting_rel();
+    // The client's item is written whole at connect: with the ids the session keeps (those
+    // in memory, or those the store had), none with Clean Start or when none are kept.
+    let in_memory_rel: BTreeSet<u16> = if keep_rel {
+        conn.carried.awaiting_rel.iter().copied().collect()
+    } else {
+        BTreeSet::new()
+    };
     let reads: Pin<Box<dyn Future<Output = LateRead> + Send>> = {
         let broker = broker.clone();
         let client = conn.client_id.clone();
         Box::pin(async move {
-            let stored = broker.persistence.stored_session(&client, present).await;
-            broker.persistence.client_connected(&client).await;
+            let want_rel = keep_rel && !clean_start;
+            let stored = broker
+                .persistence
+                .stored_session(&client, present, want_rel)
+                .await;
+            let rel = if present {
+                in_memory_rel
+            } else if want_rel {
+                stored.awaiting_rel.clone()
+            } else {
+                BTreeSet::new()
+            };
+            broker.persistence.client_connected(&client, rel).await;
             LateRead::Session {
                 stored,
                 clean_start,
@@ -118,15 +139,18 @@ pub(super) async fn handshake<S: Transport>(
     };
     let read = late::with_deadline(reads, broker.persistence.read_timeout()).await;
     let (restore, stale) = match read {
-        Ok(LateRead::Session { stored, .. }) if clean_start => (Vec::new(), stored),
-        Ok(LateRead::Session { stored, .. }) => (stored, Vec::new()),
+        Ok(LateRead::Session { stored, .. }) if clean_start => (Vec::new(), stored.subscriptions),
+        Ok(LateRead::Session { stored, .. }) => {
+            conn.carried.awaiting_rel.extend(stored.awaiting_rel);
+            (stored.subscriptions, Vec::new())
+        }
         Ok(LateRead::Replay { .. }) => (Vec::new(), Vec::new()),
         Err(read) => {
             conn.add_late_read("session lookup at CONNECT", read);
             (Vec::new(), Vec::new())
         }
     };
-    let present = present || !restore.is_empty();
+    let present = present || !restore.is_empty() || !conn.carried.awaiting_rel.is_empty();
     conn.send(&Packet::ConnAck(connect::connack(
         &broker, protocol, &accepted, present,
     )));

@@ -170,7 +170,12 @@ where
             self.ack_publish(&p, ReasonCode::QuotaExceeded, &why);
             return Ok(());
         }
-        let mut out = self.broker.publish(msg);
+        // In sync durability a persistent session's QoS 2 id is stored with the message, and
+        // its PUBREC waits for both: after a restart a resend is still known [MQTT-4.3.3-9].
+        let keep_id = (p.qos == QoS::ExactlyOnce && self.keeps_awaiting_rel())
+            .then_some(p.packet_id)
+            .flatten();
+        let mut out = self.broker.publish_received(msg, keep_id);
         let reason = if out.queued == 0 && out.dropped == 0 {
             ReasonCode::NoMatchingSubscribers
         } else {
@@ -240,8 +245,8 @@ where
         }
     }
 
-    /// Sends a PUBACK or PUBREC now, or once `stored` resolves; behind those still waiting
-    /// in any case, so that they leave in order [MQTT-4.6.0-2].
+    /// Sends a PUBACK, PUBREC (or PUBCOMP) now, or once `stored` resolves; behind those
+    /// still waiting in any case, so that they leave in order [MQTT-4.6.0-2].
     fn send_ack(&mut self, ack: Packet, stored: Option<dynamq_store::Durable>) {
         if stored.is_none() && self.acks.is_none() {
             self.send(&ack);
@@ -250,13 +255,46 @@ where
         }
     }
 
-    /// PUBREL: release the packet id and answer PUBCOMP [MQTT-4.3.3-11].
+    /// PUBREL: release the packet id and answer PUBCOMP [MQTT-4.3.3-11]. A packet id kept in
+    /// the store (see `keeps_awaiting_rel`) is removed there first: the PUBCOMP waits for
+    /// that, or after a crash the client could reuse the id for a new message that would be
+    /// taken for a resend and dropped.
     fn on_pubrel(&mut self, rel: PubResp) {
         let mut comp = PubResp::new(rel.packet_id);
-        if !self.carried.awaiting_rel.remove(&rel.packet_id) {
+        let known = self.carried.awaiting_rel.remove(&rel.packet_id);
+        if !known {
             comp.reason_code = ReasonCode::PacketIdentifierNotFound;
         }
-        self.send(&Packet::PubComp(comp));
+        if !self.keeps_awaiting_rel() {
+            self.send(&Packet::PubComp(comp));
+            return;
+        }
+        if !known {
+            // An id the store may still hold, if the session lookup at CONNECT is late: it
+            // is not taken back from it when that completes (see `late`).
+            let cap = usize::from(self.broker.config.mqtt.receive_maximum);
+            if let Some(late) = self.late.as_mut()
+                && late.released.len() < cap
+            {
+                late.released.push(rel.packet_id);
+            }
+            self.send_ack(Packet::PubComp(comp), None);
+            return;
+        }
+        let stored = self
+            .broker
+            .persistence
+            .awaiting_rel_released(&self.client_id, rel.packet_id);
+        self.send_ack(Packet::PubComp(comp), stored);
+    }
+
+    /// True if this session's QoS 2 packet ids are kept in the store until PUBREL
+    /// (`Persistence::keeps_awaiting_rel`: sync durability, a session that outlives the
+    /// connection).
+    pub(super) fn keeps_awaiting_rel(&self) -> bool {
+        self.broker
+            .persistence
+            .keeps_awaiting_rel(self.neg.session_expiry)
     }
 
     async fn on_subscribe(&mut self, s: Subscribe) -> Result<(), ConnError> {

@@ -18,12 +18,13 @@ use super::Conn;
 use super::inbound::Backlog;
 use crate::auth::Want;
 use crate::message::{Delivery, Message};
+use crate::persistence::StoredSession;
 
 /// What a late read found.
 pub(super) enum LateRead {
     /// The session lookup of the CONNECT (the store's subscriptions of this client).
     Session {
-        stored: Vec<(String, QoS)>,
+        stored: StoredSession,
         clean_start: bool,
     },
     /// The stored messages to replay to a new subscription.
@@ -41,6 +42,10 @@ type Read = Pin<Box<dyn Future<Output = LateRead> + Send>>;
 #[derive(Default)]
 pub(super) struct LateReads {
     reads: JoinSet<LateRead>,
+    /// QoS 2 packet ids the client released (PUBREL) while the session lookup was late and
+    /// the ids it would find were not known yet: those it finds are not taken back, and are
+    /// removed from the store.
+    pub(super) released: Vec<u16>,
 }
 
 impl LateReads {
@@ -89,12 +94,44 @@ where
         self.late.get_or_insert_with(Box::default).reads.spawn(read);
     }
 
+    /// QoS 2 packet ids the store kept, found after the CONNACK: taken into the session,
+    /// except those the client released meanwhile (its PUBREL was answered 0x92 and it
+    /// will not send it again), which are removed from the store.
+    fn restore_awaiting_rel_late(&mut self, ids: std::collections::BTreeSet<u16>) {
+        let released = self
+            .late
+            .as_mut()
+            .map(|l| std::mem::take(&mut l.released))
+            .unwrap_or_default();
+        for id in ids {
+            if released.contains(&id) {
+                self.broker
+                    .persistence
+                    .forget_awaiting_rel(&self.client_id, &[id]);
+            } else {
+                self.carried.awaiting_rel.insert(id);
+            }
+        }
+    }
+
     /// A late read completed: act on it as the CONNECT or SUBSCRIBE would have.
     pub(super) async fn on_late_read(&mut self, read: Option<LateRead>) {
+        let Some(read) = read else {
+            self.drop_idle_late();
+            return;
+        };
+        self.act_on_late_read(read).await;
+        self.drop_idle_late();
+    }
+
+    /// Forgets the late reads once none is running (acting on one may have started another).
+    fn drop_idle_late(&mut self) {
         if self.late.as_ref().is_some_and(|l| l.reads.is_empty()) {
             self.late = None;
         }
-        let Some(read) = read else { return };
+    }
+
+    async fn act_on_late_read(&mut self, read: LateRead) {
         match read {
             LateRead::Session {
                 stored,
@@ -102,16 +139,18 @@ where
             } => {
                 // Clean Start: what the store kept of an earlier session is deleted
                 // [MQTT-3.1.2-4].
-                for (filter, _) in stored {
+                for (filter, _) in stored.subscriptions {
                     self.broker
                         .persistence
                         .session_unsubscribed(&self.client_id, &filter);
                 }
             }
             LateRead::Session { stored, .. } => {
+                self.restore_awaiting_rel_late(stored.awaiting_rel);
                 // Subscriptions the client made meanwhile are newer: they stay as they are.
                 let missing = self.session.with_state(|st| {
                     stored
+                        .subscriptions
                         .into_iter()
                         .filter(|(f, _)| !st.subscriptions.contains_key(f))
                         .collect::<Vec<_>>()

@@ -12,7 +12,7 @@
 
 pub mod setup;
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -128,6 +128,11 @@ impl Persistence {
         self.actions.as_ref().map(|a| a.stats())
     }
 
+    /// Counts a store operation that failed, logged by the caller.
+    pub fn count_error(&self) {
+        self.errors.fetch_add(1, Ordering::Relaxed);
+    }
+
     fn failed(&self, what: &str, client: &str, e: &ActionsError) {
         self.errors.fetch_add(1, Ordering::Relaxed);
         tracing::error!(client, "store action {what} failed: {e}");
@@ -161,12 +166,42 @@ impl Persistence {
         }
     }
 
-    /// client.connected
-    pub async fn client_connected(&self, client: &ClientId) {
+    /// client.connected. `awaiting_rel`: the packet ids of QoS 2 messages the session keeps
+    /// until PUBREL (see [`Persistence::keeps_awaiting_rel`]; empty otherwise): the client's
+    /// item is written whole, with them.
+    pub async fn client_connected(&self, client: &ClientId, awaiting_rel: BTreeSet<u16>) {
         let Some(a) = &self.actions else { return };
-        if let Err(e) = Box::pin(a.client_connected(client.shared(), &self.node, now_secs())).await
-        {
+        let connected = a.client_connected(client.shared(), &self.node, now_secs(), awaiting_rel);
+        if let Err(e) = Box::pin(connected).await {
             self.failed("client.connected", client.as_str(), &e);
+        }
+    }
+
+    /// True if the packet ids of QoS 2 messages received from a client and not yet released
+    /// by PUBREL are kept in the store (mqtt_client's `awaiting_rel`), so that exactly once
+    /// holds across a restart: only in `sync` durability (the PUBREC waits for the id to be
+    /// stored, the PUBCOMP for its removal), for a session that outlives its connection
+    /// (`session_expiry` > 0), and when on_client_connected writes the client's item. In
+    /// `async` durability they live in memory only.
+    pub fn keeps_awaiting_rel(&self, session_expiry: u32) -> bool {
+        self.sync
+            && session_expiry != 0
+            && self
+                .actions
+                .as_ref()
+                .is_some_and(|a| a.keeps_awaiting_rel())
+    }
+
+    /// PUBREL of a packet id kept in the store (see `keeps_awaiting_rel`): removes it.
+    /// Returns what resolves once the removal is stored; the PUBCOMP waits for it.
+    pub fn awaiting_rel_released(&self, client: &ClientId, packet_id: u16) -> Option<Durable> {
+        let a = self.actions.as_ref()?;
+        match a.awaiting_rel_released(client.as_str(), packet_id, self.sync) {
+            Ok(d) => d,
+            Err(e) => {
+                self.failed("awaiting_rel.remove", client.as_str(), &e);
+                None
+            }
         }
     }
 
@@ -182,40 +217,71 @@ impl Persistence {
         }
     }
 
-    /// session.created: the client's subscriptions kept in the store (on_subscribe_lookup),
-    /// for a session that was not in memory (after a restart, or from another node). Not
-    /// asked when the session was in memory (`in_memory`), nor when it ended here since the
-    /// client last connected: the store may not have taken its deletion yet, and has nothing
-    /// newer.
-    pub async fn stored_session(&self, client: &ClientId, in_memory: bool) -> Vec<(String, QoS)> {
+    /// session.created: what the store keeps of the client's session, for a session that was
+    /// not in memory (after a restart, or from another node): its subscriptions
+    /// (on_subscribe_lookup) and, with `awaiting_rel`, the packet ids of QoS 2 messages
+    /// received and not released. Not asked when the session was in memory (`in_memory`),
+    /// nor when it ended here since the client last connected: the store may not have taken
+    /// its deletion yet, and has nothing newer.
+    pub async fn stored_session(
+        &self,
+        client: &ClientId,
+        in_memory: bool,
+        awaiting_rel: bool,
+    ) -> StoredSession {
         let Some(a) = &self.actions else {
-            return Vec::new();
+            return StoredSession::default();
         };
         let ended_here = self.ended.lock().remove(client).is_some();
         if in_memory || ended_here {
-            return Vec::new();
+            return StoredSession::default();
         }
-        match Box::pin(a.session_created(client.as_str(), now_secs())).await {
-            Ok(subs) => subs
-                .into_iter()
-                .filter_map(|(filter, qos)| QoS::from_u8(qos).map(|q| (filter, q)))
-                .collect(),
+        match Box::pin(a.session_created(client.as_str(), now_secs(), awaiting_rel)).await {
+            Ok(s) => StoredSession {
+                subscriptions: s
+                    .subscriptions
+                    .into_iter()
+                    .filter_map(|(filter, qos)| QoS::from_u8(qos).map(|q| (filter, q)))
+                    .collect(),
+                awaiting_rel: s.awaiting_rel,
+            },
             Err(e) => {
                 self.failed("session.created", client.as_str(), &e);
-                Vec::new()
+                StoredSession::default()
             }
         }
     }
 
     /// A session ended: its subscriptions end with it, in the store too, so that a later
-    /// session of this client does not get them back [MQTT-3.1.2-6].
-    pub fn session_ended<'a>(&self, client: &ClientId, filters: impl Iterator<Item = &'a str>) {
+    /// session of this client does not get them back [MQTT-3.1.2-6]; so do the QoS 2 packet
+    /// ids it had not released (`awaiting_rel`), which the store may keep (see
+    /// `keeps_awaiting_rel`).
+    pub fn session_ended<'a>(
+        &self,
+        client: &ClientId,
+        filters: impl Iterator<Item = &'a str>,
+        awaiting_rel: &[u16],
+    ) {
         if self.actions.is_none() {
             return;
         }
         self.remember_ended(client);
         for filter in filters {
             self.session_unsubscribed(client, filter);
+        }
+        self.forget_awaiting_rel(client, awaiting_rel);
+    }
+
+    /// Removes QoS 2 packet ids from those the store keeps for `client` (see
+    /// `keeps_awaiting_rel`), without waiting: the session that held them ended, or the
+    /// client was told they are done with.
+    pub fn forget_awaiting_rel(&self, client: &ClientId, packet_ids: &[u16]) {
+        let Some(a) = &self.actions else { return };
+        if self.sync
+            && !packet_ids.is_empty()
+            && let Err(e) = a.awaiting_rel_forgotten(client.as_str(), packet_ids)
+        {
+            self.failed("awaiting_rel.remove", client.as_str(), &e);
         }
     }
 
@@ -273,12 +339,16 @@ impl Persistence {
     /// message.publish: hands the message's writes to the store (never waits). In `sync`
     /// durability, for a QoS 1/2 message that has writes, returns what resolves once they
     /// are stored: its acknowledgement waits for that.
-    pub fn message_published(&self, msg: &Message) -> Option<Durable> {
+    ///
+    /// `awaiting_rel`: the packet id of a QoS 2 message whose sender's session keeps it
+    /// until PUBREL (see `keeps_awaiting_rel`): stored with the message's writes, in the
+    /// same group its acknowledgement waits for.
+    pub fn message_published(&self, msg: &Message, awaiting_rel: Option<u16>) -> Option<Durable> {
         let a = self.actions.as_ref()?;
         let id = msg.msgid?;
         let published = published(msg);
         let durable = self.sync && msg.qos != QoS::AtMostOnce;
-        match a.message_published(published, id, durable) {
+        match a.message_published(published, id, durable, awaiting_rel) {
             Ok(d) => d,
             Err(e) => {
                 self.failed("message.publish", msg.sender.as_str(), &e);
@@ -315,6 +385,15 @@ impl Persistence {
             self.failed("flush", "-", &e);
         }
     }
+}
+
+/// What the store keeps of a client's session, as the broker restores it.
+#[derive(Debug, Default)]
+pub struct StoredSession {
+    /// (filter, QoS) of each stored subscription.
+    pub subscriptions: Vec<(String, QoS)>,
+    /// Packet ids of QoS 2 messages received from the client and not yet released.
+    pub awaiting_rel: BTreeSet<u16>,
 }
 
 /// A message as the store's message.publish takes it.

@@ -506,12 +506,13 @@ impl Session {
 
     /// Marks the session ended and removes it from the registry (if it is still the one
     /// registered). Returns the subscriptions it had, for the caller to remove from the
-    /// router, and a delayed will that must now be published: a session that ends publishes
-    /// its will at once [MQTT-3.1.3-9].
+    /// router, a delayed will that must now be published: a session that ends publishes
+    /// its will at once [MQTT-3.1.3-9], and the QoS 2 packet ids it had not released (for
+    /// the store to forget too).
     pub(crate) fn end(
         self: &Arc<Self>,
         registry: &Registry,
-    ) -> (Subscriptions, Option<Arc<Message>>) {
+    ) -> (Subscriptions, Option<Arc<Message>>, Vec<u16>) {
         {
             let mut o = self.owner.lock();
             o.destroyed = true;
@@ -525,6 +526,11 @@ impl Session {
             w.cancel.cancel();
             w.msg
         });
-        (std::mem::take(&mut st.subscriptions), will)
+        let awaiting_rel = st
+            .carried
+            .take()
+            .map(|c| c.awaiting_rel.into_iter().collect())
+            .unwrap_or_default();
+        (std::mem::take(&mut st.subscriptions), will, awaiting_rel)
     }
 }

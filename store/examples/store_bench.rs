@@ -63,6 +63,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             },
             id,
             false,
+            None,
         )?;
     }
     let queued = start.elapsed();

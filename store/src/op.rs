@@ -2,7 +2,7 @@
 //!
 //! Two ops with the same [`OpKey`] touch the same item, so the writer applies them in
 //! submission order and may coalesce them (last write wins; a `ClientOffline` after a
-//! `PutClient` folds into the put; map adds and removes of one topic merge into one set each).
+//! `PutClient` folds into the put, and so do `awaiting_rel` adds and removes; map adds and removes of one topic merge into one set each).
 
 use crate::msgid::MsgId;
 use crate::record::{AckedRecord, ClientRecord, MessageProps, MessageRecord, SubRecord};
@@ -53,6 +53,19 @@ pub enum WriteOp {
         offline_at: u64,
         session_expires_at: Option<u64>,
     },
+    /// Add packet ids to mqtt_client[clientid].`awaiting_rel` (QoS 2 messages received and
+    /// not yet released). Like `ClientOffline`, an UpdateItem that leaves the other
+    /// attributes as they are.
+    AwaitingRelAdd {
+        clientid: String,
+        packet_ids: Vec<u16>,
+    },
+    /// Remove packet ids from mqtt_client[clientid].`awaiting_rel` (released by PUBREL).
+    /// Removing the last one drops the attribute.
+    AwaitingRelRemove {
+        clientid: String,
+        packet_ids: Vec<u16>,
+    },
     PutSub(SubRecord),
     DeleteSub {
         clientid: String,
@@ -100,7 +113,9 @@ impl WriteOp {
     pub fn key(&self) -> OpKey {
         match self {
             WriteOp::PutClient(r) => OpKey::Client(r.clientid.clone()),
-            WriteOp::ClientOffline { clientid, .. } => OpKey::Client(clientid.clone()),
+            WriteOp::ClientOffline { clientid, .. }
+            | WriteOp::AwaitingRelAdd { clientid, .. }
+            | WriteOp::AwaitingRelRemove { clientid, .. } => OpKey::Client(clientid.clone()),
             WriteOp::PutSub(r) => OpKey::Sub(r.clientid.clone(), r.topic.clone()),
             WriteOp::DeleteSub { clientid, topic } => OpKey::Sub(clientid.clone(), topic.clone()),
             WriteOp::PutRetain(r) => OpKey::Retain(r.topic.clone()),
@@ -119,7 +134,10 @@ impl WriteOp {
 
     pub fn table(&self) -> Table {
         match self {
-            WriteOp::PutClient(_) | WriteOp::ClientOffline { .. } => Table::Client,
+            WriteOp::PutClient(_)
+            | WriteOp::ClientOffline { .. }
+            | WriteOp::AwaitingRelAdd { .. }
+            | WriteOp::AwaitingRelRemove { .. } => Table::Client,
             WriteOp::PutSub(_) | WriteOp::DeleteSub { .. } => Table::Sub,
             WriteOp::PutRetain(_) | WriteOp::DeleteRetain { .. } => Table::Retain,
             WriteOp::PutMsg(_) | WriteOp::DeleteMsg { .. } => Table::Msg,
@@ -133,8 +151,18 @@ impl WriteOp {
     /// (`WriterConfig::buffer_bytes`) counts this; it need not be exact, only proportional.
     pub fn approx_bytes(&self) -> u64 {
         let heap = match self {
-            WriteOp::PutClient(r) => r.clientid.len() + r.node.len(),
+            WriteOp::PutClient(r) => {
+                r.clientid.len() + r.node.len() + r.awaiting_rel.len() * 3 * size_of::<u16>()
+            }
             WriteOp::ClientOffline { clientid, .. } => clientid.len(),
+            WriteOp::AwaitingRelAdd {
+                clientid,
+                packet_ids,
+            }
+            | WriteOp::AwaitingRelRemove {
+                clientid,
+                packet_ids,
+            } => clientid.len() + packet_ids.len() * size_of::<u16>(),
             WriteOp::PutSub(r) => r.clientid.len() + r.topic.len(),
             WriteOp::DeleteSub { clientid, topic } => clientid.len() + topic.len(),
             WriteOp::PutRetain(r) | WriteOp::PutMsg(r) => message_heap_bytes(r),
@@ -154,7 +182,11 @@ impl WriteOp {
     pub fn is_item_write(&self) -> bool {
         !matches!(
             self,
-            WriteOp::ClientOffline { .. } | WriteOp::MapAdd { .. } | WriteOp::MapRemove { .. }
+            WriteOp::ClientOffline { .. }
+                | WriteOp::AwaitingRelAdd { .. }
+                | WriteOp::AwaitingRelRemove { .. }
+                | WriteOp::MapAdd { .. }
+                | WriteOp::MapRemove { .. }
         )
     }
 }

@@ -12,6 +12,8 @@
 //! Payloads are bytes here; a store that keeps strings writes UTF-8 payloads as they are and
 //! others base64 with `payload_encoding` = `base64` ([`payload_to_string`]).
 
+use std::collections::BTreeSet;
+
 use base64::Engine;
 use bytes::Bytes;
 
@@ -31,6 +33,12 @@ pub struct ClientRecord {
     /// attribute of mqtt_client, `session_expires_at`, written at disconnect): `None` while
     /// it is connected, or if its session never expires.
     pub session_expires_at: Option<u64>,
+    /// The packet ids of QoS 2 messages from this client that were received (PUBREC'd) and
+    /// not yet released by PUBREL [MQTT-4.3.3-9] (an extra attribute of mqtt_client,
+    /// `awaiting_rel`, a Number Set; absent when empty). Kept only for a session that
+    /// outlives its connection with `store.durability = "sync"`, so that after a restart a
+    /// resent PUBLISH is not delivered twice and a PUBREL is answered as for a known id.
+    pub awaiting_rel: BTreeSet<u16>,
 }
 
 /// mqtt_sub: one subscription of a client.

@@ -60,7 +60,7 @@ fn hook(event: Event, action: Action, topic: Option<&str>) -> Binding {
 async fn client_connect_disconnect(kind: Kind) {
     let place = Place::new(kind, "client").await;
     let b = place.actions().await;
-    b.client_connected("c1", "node-a", 1000)
+    b.client_connected("c1", "node-a", 1000, Default::default())
         .await
         .expect("connected");
     b.flush().await.expect("flush");
@@ -88,7 +88,7 @@ async fn client_connect_disconnect(kind: Kind) {
         ("node-a", 0, 1000, 1500)
     );
     // Connected and disconnected within one batch window fold into one put.
-    b.client_connected("c2", "node-a", 10)
+    b.client_connected("c2", "node-a", 10, Default::default())
         .await
         .expect("connected");
     b.client_disconnected("c2", 11, None).expect("disconnected");
@@ -108,13 +108,20 @@ async fn subscriptions_restored(kind: Kind) {
     b.subscribed("c1", "x/#", 0, true).await.expect("sub");
     b.subscribed("c2", "other", 2, true).await.expect("sub");
     b.flush().await.expect("flush");
-    let mut subs = b.session_created("c1", 0).await.expect("lookup");
+    let mut subs = b
+        .session_created("c1", 0, false)
+        .await
+        .expect("lookup")
+        .subscriptions;
     subs.sort();
     assert_eq!(subs, vec![("a/b".to_owned(), 1), ("x/#".to_owned(), 0)]);
     b.unsubscribed("c1", "a/b").expect("unsub");
     b.flush().await.expect("flush");
     assert_eq!(
-        b.session_created("c1", 0).await.expect("lookup"),
+        b.session_created("c1", 0, false)
+            .await
+            .expect("lookup")
+            .subscriptions,
         vec![("x/#".to_owned(), 0)]
     );
     b.close().await.expect("close");
@@ -129,9 +136,10 @@ async fn subscriptions_restored(kind: Kind) {
     b2.subscribed("c3", "y", 1, true).await.expect("sub");
     b2.flush().await.expect("flush");
     assert!(
-        b2.session_created("c1", 0)
+        b2.session_created("c1", 0, false)
             .await
             .expect("lookup")
+            .subscriptions
             .is_empty()
     );
     assert!(
@@ -282,7 +290,7 @@ async fn replay_only_what_arrived_while_offline(kind: Kind) {
     let b = place.actions().await;
     let old = publish(&b, "o/a", 1, false, b"before").await;
     b.flush().await.expect("flush");
-    b.client_connected("fresh", "n", 1)
+    b.client_connected("fresh", "n", 1, Default::default())
         .await
         .expect("connected");
     assert!(
@@ -293,7 +301,9 @@ async fn replay_only_what_arrived_while_offline(kind: Kind) {
     );
 
     // "back" was connected and left; a message arrives while it is away.
-    b.client_connected("back", "n", 1).await.expect("connected");
+    b.client_connected("back", "n", 1, Default::default())
+        .await
+        .expect("connected");
     b.client_disconnected("back", 0, None)
         .expect("disconnected");
     b.flush().await.expect("flush");
@@ -309,7 +319,7 @@ async fn replay_only_what_arrived_while_offline(kind: Kind) {
     let new = publish(&b, "o/a", 1, false, b"while away").await;
     assert!(new.timestamp_secs() >= offline_at);
     b.flush().await.expect("flush");
-    b.client_connected("back", "n", offline_at + 5)
+    b.client_connected("back", "n", offline_at + 5, Default::default())
         .await
         .expect("connected");
     let got = b.subscribed("back", "o/#", 1, true).await.expect("sub");
@@ -473,7 +483,7 @@ async fn message_store_and_hook_filters(kind: Kind) {
     );
     assert!(b.store().retained("drop/r").await.expect("read").is_none());
     assert!(b.store().client("c").await.expect("read").is_none());
-    b.client_connected("c", "n", 1)
+    b.client_connected("c", "n", 1, Default::default())
         .await
         .expect("not configured: no-op");
     b.flush().await.expect("flush");
@@ -490,7 +500,10 @@ async fn restart_keeps_state(kind: Kind) {
 
     let b = place.actions().await;
     assert_eq!(
-        b.session_created("c1", 0).await.expect("lookup"),
+        b.session_created("c1", 0, false)
+            .await
+            .expect("lookup")
+            .subscriptions,
         vec![("st/#".to_owned(), 1)]
     );
     assert_eq!(retained_payloads(&b).await, ["retained"]);

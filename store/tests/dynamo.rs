@@ -72,9 +72,14 @@ async fn items_have_the_tutorial_shapes() {
     let place = Place::new(Kind::Dynamo, "shapes").await;
     let p = place.prefix.clone();
     let b = place.actions().await;
-    b.client_connected("mqttjs_34f653fdcc", "emqx@127.0.0.1", 1563765246)
-        .await
-        .expect("conn");
+    b.client_connected(
+        "mqttjs_34f653fdcc",
+        "emqx@127.0.0.1",
+        1563765246,
+        Default::default(),
+    )
+    .await
+    .expect("conn");
     b.subscribed("mqttjs_17137f2af0", "testtopic", 0, true)
         .await
         .expect("sub");

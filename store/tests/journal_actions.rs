@@ -118,6 +118,7 @@ fn publish_then_crash(dir: &Path, n: usize, budget: u64) -> BeforeCrash {
                 online_at: 0,
                 offline_at: 0,
                 session_expires_at: None,
+                awaiting_rel: Default::default(),
             }))
             .expect("write");
         actions.flush().await.expect("flush");
@@ -140,7 +141,7 @@ fn publish_then_crash(dir: &Path, n: usize, budget: u64) -> BeforeCrash {
                 props: Default::default(),
             };
             actions
-                .message_published(message, msgid, false)
+                .message_published(message, msgid, false, None)
                 .expect("publish");
             published.push(msgid);
             wait_settled(|| actions.stats().writer, dir, budget).await;
@@ -205,7 +206,7 @@ fn messages_spilled_to_the_journal_survive_a_crash_on_the_embedded_store() {
         // A wildcard subscription finds the topic through the index loaded after the replay
         // and gets the messages in publish order.
         actions
-            .client_connected("sub", "node", 1)
+            .client_connected("sub", "node", 1, Default::default())
             .await
             .expect("connected");
         let replay = actions

@@ -126,7 +126,7 @@ async fn away_subscriber_gets_everything_after_restart(kind: Kind) {
     let place = Place::new(kind, "overflow").await;
     let b = place.actions().await;
     let now = dynamq_store::msgid::now_micros() / 1_000_000;
-    b.client_connected("sub1", "n", now)
+    b.client_connected("sub1", "n", now, Default::default())
         .await
         .expect("connected");
     assert!(
@@ -159,7 +159,7 @@ async fn away_subscriber_gets_everything_after_restart(kind: Kind) {
     assert_eq!(item_ids(&place, &b, "ov/t").await, newest);
     assert_eq!(item_ids(&place, &b, "ov/t#1").await, oldest);
 
-    b.client_connected("sub1", "n", now + 1)
+    b.client_connected("sub1", "n", now + 1, Default::default())
         .await
         .expect("connected");
     let got = b.subscribed("sub1", "ov/#", 1, true).await.expect("sub");
@@ -185,12 +185,12 @@ async fn away_subscriber_gets_everything_after_restart(kind: Kind) {
 
     // Another restart: the acked ones are gone from the replay, the rest all there.
     let b = place.actions().await;
-    b.client_connected("sub2", "n", now)
+    b.client_connected("sub2", "n", now, Default::default())
         .await
         .expect("connected");
     b.client_disconnected("sub2", now, None).expect("left");
     b.flush().await.expect("flush");
-    b.client_connected("sub2", "n", now + 1)
+    b.client_connected("sub2", "n", now + 1, Default::default())
         .await
         .expect("connected");
     let got = b.subscribed("sub2", "ov/t", 1, true).await.expect("sub");
@@ -308,11 +308,12 @@ async fn item_too_large(kind: Kind) {
     let b = place.actions().await;
     let payload = Bytes::from(vec![0x80u8; 300 * 1024]);
     let queued = b.next_msgid();
-    let res = b.message_published(message("big/q", 1, false, &payload), queued, false);
+    let res = b.message_published(message("big/q", 1, false, &payload), queued, false, None);
     let retained = b.next_msgid();
-    let res_retained = b.message_published(message("big/r", 1, true, &payload), retained, true);
+    let res_retained =
+        b.message_published(message("big/r", 1, true, &payload), retained, true, None);
     let synced = b.next_msgid();
-    let res_sync = b.message_published(message("big/s", 1, false, &payload), synced, true);
+    let res_sync = b.message_published(message("big/s", 1, false, &payload), synced, true, None);
     match kind {
         Kind::Dynamo => {
             for r in [res, res_retained, res_sync] {
@@ -337,8 +338,13 @@ async fn item_too_large(kind: Kind) {
             assert!(b.store().retained("big/r").await.expect("read").is_none());
             // A payload that fits (UTF-8, stored as is) is still accepted.
             let fits = Bytes::from(vec![b'a'; 300 * 1024]);
-            b.message_published(message("big/q", 1, false, &fits), b.next_msgid(), false)
-                .expect("fits");
+            b.message_published(
+                message("big/q", 1, false, &fits),
+                b.next_msgid(),
+                false,
+                None,
+            )
+            .expect("fits");
         }
         Kind::Embedded => {
             res.expect("accepted");

@@ -15,7 +15,7 @@ async fn expired_session_is_deleted_at_lookup(kind: Kind) {
     let place = Place::new(kind, "sessexp").await;
     let b = place.actions().await;
     for client in ["gone", "kept", "forever"] {
-        b.client_connected(client, "n", 1_000)
+        b.client_connected(client, "n", 1_000, Default::default())
             .await
             .expect("connected");
         b.subscribed(client, "s/t", 1, true).await.expect("sub");
@@ -55,16 +55,20 @@ async fn expired_session_is_deleted_at_lookup(kind: Kind) {
         None
     );
     assert!(
-        b.session_created("gone", 2_100)
+        b.session_created("gone", 2_100, false)
             .await
             .expect("lookup")
+            .subscriptions
             .is_empty(),
         "an expired session is not restored"
     );
     assert_eq!(b.stats().sessions_expired, 1);
     for client in ["kept", "forever"] {
         assert_eq!(
-            b.session_created(client, 2_100).await.expect("lookup"),
+            b.session_created(client, 2_100, false)
+                .await
+                .expect("lookup")
+                .subscriptions,
             vec![("s/t".to_owned(), 1)],
             "{client}"
         );
@@ -79,14 +83,15 @@ async fn expired_session_is_deleted_at_lookup(kind: Kind) {
     );
     assert_eq!(b.store().acked("s/t", "gone").await.expect("read"), None);
     // A client connected again is not expired, whatever its last disconnect said.
-    b.client_connected("kept", "n", 2_200)
+    b.client_connected("kept", "n", 2_200, Default::default())
         .await
         .expect("connected");
     b.flush().await.expect("flush");
     assert_eq!(
-        b.session_created("kept", 99_999)
+        b.session_created("kept", 99_999, false)
             .await
             .expect("lookup")
+            .subscriptions
             .len(),
         1
     );
@@ -104,7 +109,7 @@ async fn expired_sessions_are_swept_at_start(kind: Kind) {
         ("c", Some(1_000)),
         ("d", None),
     ] {
-        b.client_connected(client, "n", 1_000)
+        b.client_connected(client, "n", 1_000, Default::default())
             .await
             .expect("connected");
         b.subscribed(client, "w/#", 1, true).await.expect("sub");

@@ -61,6 +61,91 @@ async fn batches_hold_at_most_25_keys() {
     );
 }
 
+fn client(clientid: &str, awaiting_rel: &[u16]) -> ClientRecord {
+    ClientRecord {
+        clientid: clientid.into(),
+        node: "n".into(),
+        connect_state: 1,
+        online_at: 5,
+        offline_at: 0,
+        session_expires_at: None,
+        awaiting_rel: awaiting_rel.iter().copied().collect(),
+    }
+}
+
+fn rel(add: bool, clientid: &str, ids: &[u16]) -> WriteOp {
+    let (clientid, packet_ids) = (clientid.into(), ids.to_vec());
+    if add {
+        WriteOp::AwaitingRelAdd {
+            clientid,
+            packet_ids,
+        }
+    } else {
+        WriteOp::AwaitingRelRemove {
+            clientid,
+            packet_ids,
+        }
+    }
+}
+
+/// A client's `awaiting_rel` adds and removes coalesce like a map's (the last op on an id
+/// wins, into two disjoint sets), fold into a pending `PutClient` (which writes the whole
+/// item, so nothing may be written beside it), and are kept beside a pending
+/// `ClientOffline` (other attributes: the updates commute).
+#[tokio::test]
+async fn awaiting_rel_ops_coalesce_per_client() {
+    let store = Arc::new(FakeStore::gated());
+    let w = Writer::spawn(store.clone(), config(1));
+    w.push(WriteOp::DeleteRetain {
+        topic: "first".into(),
+    })
+    .expect("submit");
+    tokio::time::sleep(Duration::from_millis(30)).await;
+    // "a": sets only.
+    w.push(rel(true, "a", &[1, 2])).expect("submit");
+    w.push(rel(false, "a", &[2, 3])).expect("submit");
+    w.push(rel(true, "a", &[3])).expect("submit");
+    // "b": a put, then set changes folded into it.
+    w.push(WriteOp::PutClient(client("b", &[9])))
+        .expect("submit");
+    w.push(rel(true, "b", &[4])).expect("submit");
+    w.push(rel(false, "b", &[9])).expect("submit");
+    // "c": changes, an offline beside them, then more changes.
+    w.push(rel(true, "c", &[5])).expect("submit");
+    w.push(WriteOp::ClientOffline {
+        clientid: "c".into(),
+        offline_at: 7,
+        session_expires_at: Some(67),
+    })
+    .expect("submit");
+    w.push(rel(false, "c", &[6])).expect("submit");
+    // "d": a put after changes replaces them.
+    w.push(rel(true, "d", &[8])).expect("submit");
+    w.push(WriteOp::PutClient(client("d", &[])))
+        .expect("submit");
+    store.open_gate();
+    w.flush().await.expect("flush");
+    let batches = store.batches.lock().clone();
+    assert_eq!(batches.len(), 2, "{batches:?}");
+    let mut second = batches[1].clone();
+    second.sort_by_key(|op| format!("{op:?}"));
+    let mut expected = vec![
+        rel(true, "a", &[1, 3]),
+        rel(false, "a", &[2]),
+        WriteOp::PutClient(client("b", &[4])),
+        WriteOp::ClientOffline {
+            clientid: "c".into(),
+            offline_at: 7,
+            session_expires_at: Some(67),
+        },
+        rel(true, "c", &[5]),
+        rel(false, "c", &[6]),
+        WriteOp::PutClient(client("d", &[])),
+    ];
+    expected.sort_by_key(|op| format!("{op:?}"));
+    assert_eq!(second, expected);
+}
+
 #[tokio::test]
 async fn same_key_ops_coalesce_last_write_wins() {
     let store = Arc::new(FakeStore::gated());
@@ -100,6 +185,7 @@ async fn same_key_ops_coalesce_last_write_wins() {
         online_at: 5,
         offline_at: 0,
         session_expires_at: None,
+        awaiting_rel: Default::default(),
     }))
     .expect("submit");
     w.push(WriteOp::ClientOffline {
@@ -131,6 +217,7 @@ async fn same_key_ops_coalesce_last_write_wins() {
         online_at: 5,
         offline_at: 7,
         session_expires_at: Some(67),
+        awaiting_rel: Default::default(),
     })));
     assert_eq!(second.len(), 4);
     assert_eq!(w.stats().coalesced, 5);

@@ -45,6 +45,7 @@ use crate::store::Store;
 use crate::writer::{Durable, JournalConfig, Writer, WriterConfig};
 use delay::DelayLine;
 use mover::Mover;
+pub use session::StoredSession;
 use topic_ids::TopicIds;
 pub use types::{
     ActionsConfig, ActionsError, ActionsStats, DEFAULT_COALESCE, OverflowPolicy, PublishedMessage,
@@ -248,13 +249,17 @@ impl Actions {
     }
 
     /// client.connected: on_client_connected puts mqtt_client {connect_state 1, online_at now,
-    /// offline_at 0}. Pass the broker's shared client id (`Arc<str>`) to keep no copy of it
-    /// while the client is connected; a `&str` works too (it is copied).
+    /// offline_at 0}, with `awaiting_rel`: the packet ids of QoS 2 messages the session has
+    /// received and not released (the put replaces the whole item, so it carries those the
+    /// broker keeps: see [`Actions::keeps_awaiting_rel`]; empty ones drop them). Pass the
+    /// broker's shared client id (`Arc<str>`) to keep no copy of it while the client is
+    /// connected; a `&str` works too (it is copied).
     pub async fn client_connected(
         &self,
         clientid: impl Into<Arc<str>>,
         node: &str,
         now: u64,
+        awaiting_rel: BTreeSet<u16>,
     ) -> Result<(), ActionsError> {
         let shared: Arc<str> = clientid.into();
         let clientid = &*shared;
@@ -285,6 +290,7 @@ impl Actions {
                 online_at: now,
                 offline_at: 0,
                 session_expires_at: None,
+                awaiting_rel,
             }))?;
         }
         Ok(())

@@ -82,11 +82,17 @@ impl Actions {
     /// [`ActionsError::TooLarge`] before anything is written (counted in `too_large`): the
     /// broker refuses the publish rather than acknowledging a message it would lose. A topic
     /// past `max_stored_per_topic` ids has its oldest evicted (counted in `evicted`).
+    ///
+    /// `awaiting_rel`: the packet id of a QoS 2 message the sender's session keeps until
+    /// PUBREL (see [`Actions::keeps_awaiting_rel`]): added to its mqtt_client item with the
+    /// message's writes, in the same durable group, so that its PUBREC goes only once both
+    /// are stored.
     pub fn message_published(
         &self,
         msg: PublishedMessage<'_>,
         msgid: MsgId,
         durable: bool,
+        awaiting_rel: Option<u16>,
     ) -> Result<Option<Durable>, ActionsError> {
         let record = || MessageRecord {
             msgid,
@@ -124,6 +130,12 @@ impl Actions {
             stored.push(WriteOp::MapAdd {
                 topic: msg.topic.to_owned(),
                 msgids: vec![msgid],
+            });
+        }
+        if let Some(id) = awaiting_rel.filter(|_| self.keeps_awaiting_rel()) {
+            ops.push(WriteOp::AwaitingRelAdd {
+                clientid: msg.sender.to_owned(),
+                packet_ids: vec![id],
             });
         }
         let durable = if durable {

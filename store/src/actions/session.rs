@@ -1,17 +1,33 @@
 //! Sessions kept in the store: their subscriptions restored when a client comes back
 //! (on_subscribe_lookup), unless the session expired while the client was away (mqtt_client's
 //! `session_expires_at`, written at disconnect); expired sessions found at start are deleted.
+//! Also the packet ids of QoS 2 messages received and not released (mqtt_client's
+//! `awaiting_rel`), so that exactly once holds across a restart.
 
+use std::collections::BTreeSet;
 use std::sync::atomic::Ordering;
 
 use super::{Actions, ActionsError};
 use crate::binding::Action;
+use crate::op::WriteOp;
 use crate::record::{ClientRecord, SubRecord};
 use crate::store::Store;
+use crate::writer::Durable;
+
+/// What the store keeps of a client's session (see [`Actions::session_created`]).
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct StoredSession {
+    /// (filter, qos) of each stored subscription.
+    pub subscriptions: Vec<(String, u8)>,
+    /// Packet ids of QoS 2 messages received from the client and not yet released.
+    pub awaiting_rel: BTreeSet<u16>,
+}
 
 impl Actions {
     /// session.created: with on_subscribe_lookup, the client's stored subscriptions
-    /// (filter, qos) for the broker to restore (empty otherwise). A session that expired
+    /// (filter, qos) for the broker to restore (empty otherwise), and with `awaiting_rel`
+    /// the packet ids of QoS 2 messages it sent that were received and not released (kept
+    /// on its mqtt_client item, see [`Actions::keeps_awaiting_rel`]). A session that expired
     /// while its client was away (mqtt_client's `session_expires_at` is past `now`, Unix
     /// seconds) is deleted instead, with its subscriptions and their acked state
     /// (`sessions_expired`), and nothing is restored [MQTT-3.1.2-23].
@@ -19,23 +35,80 @@ impl Actions {
         &self,
         clientid: &str,
         now: u64,
-    ) -> Result<Vec<(String, u8)>, ActionsError> {
-        if !self.binds(Action::OnSubscribeLookup) {
-            return Ok(Vec::new());
-        }
-        let subs = self.store.subscriptions(clientid).await?;
-        if subs.is_empty() {
-            return Ok(Vec::new());
-        }
-        let expired = match self.store.client(clientid).await? {
-            Some(c) => session_expired(&c, now),
-            None => false,
+        awaiting_rel: bool,
+    ) -> Result<StoredSession, ActionsError> {
+        let awaiting_rel = awaiting_rel && self.binds(Action::OnClientConnected);
+        let subs = if self.binds(Action::OnSubscribeLookup) {
+            self.store.subscriptions(clientid).await?
+        } else {
+            Vec::new()
         };
-        if expired {
-            self.delete_expired_session(clientid, &subs).await?;
-            return Ok(Vec::new());
+        if subs.is_empty() && !awaiting_rel {
+            return Ok(StoredSession::default());
         }
-        Ok(subs.into_iter().map(|s| (s.topic, s.qos)).collect())
+        let client = self.store.client(clientid).await?;
+        if client.as_ref().is_some_and(|c| session_expired(c, now)) {
+            if !subs.is_empty() {
+                self.delete_expired_session(clientid, &subs).await?;
+            }
+            return Ok(StoredSession::default());
+        }
+        Ok(StoredSession {
+            subscriptions: subs.into_iter().map(|s| (s.topic, s.qos)).collect(),
+            awaiting_rel: match client {
+                Some(c) if awaiting_rel => c.awaiting_rel,
+                _ => BTreeSet::new(),
+            },
+        })
+    }
+
+    /// True if the packet ids of received QoS 2 messages not yet released can be kept on
+    /// the client's mqtt_client item (`awaiting_rel`): on_client_connected writes the item.
+    /// The broker keeps them only in `sync` durability, for a session that outlives its
+    /// connection.
+    pub fn keeps_awaiting_rel(&self) -> bool {
+        self.binds(Action::OnClientConnected)
+    }
+
+    /// A session ended with QoS 2 packet ids not released: they are removed from its
+    /// mqtt_client item (if they were kept there), so that a later session does not find them.
+    pub fn awaiting_rel_forgotten(
+        &self,
+        clientid: &str,
+        packet_ids: &[u16],
+    ) -> Result<(), ActionsError> {
+        if !self.keeps_awaiting_rel() || packet_ids.is_empty() {
+            return Ok(());
+        }
+        self.submit(WriteOp::AwaitingRelRemove {
+            clientid: clientid.to_owned(),
+            packet_ids: packet_ids.to_vec(),
+        })
+    }
+
+    /// PUBREL for a packet id the client's session kept (QoS 2, [MQTT-4.3.3-11]): removes it
+    /// from `awaiting_rel`. With `durable`, returns what resolves once that is stored: the
+    /// PUBCOMP waits for it, or after a crash the client could reuse the id for a new
+    /// message that the broker would take for a resend and drop.
+    pub fn awaiting_rel_released(
+        &self,
+        clientid: &str,
+        packet_id: u16,
+        durable: bool,
+    ) -> Result<Option<Durable>, ActionsError> {
+        if !self.keeps_awaiting_rel() {
+            return Ok(None);
+        }
+        let op = WriteOp::AwaitingRelRemove {
+            clientid: clientid.to_owned(),
+            packet_ids: vec![packet_id],
+        };
+        if durable {
+            Ok(Some(self.writer.push_durable([op])?))
+        } else {
+            self.submit(op)?;
+            Ok(None)
+        }
     }
 
     /// At start: deletes the stored sessions (subscriptions and acked rows) that expired

@@ -54,7 +54,15 @@ pub(crate) fn client_item(r: &ClientRecord) -> Item {
     if let Some(at) = r.session_expires_at {
         item.insert("session_expires_at".to_owned(), n(at));
     }
+    if !r.awaiting_rel.is_empty() {
+        item.insert("awaiting_rel".to_owned(), packet_id_set(&r.awaiting_rel));
+    }
     item
+}
+
+/// Packet ids as a Number Set (never empty: DynamoDB has no empty set).
+pub(crate) fn packet_id_set<'a>(ids: impl IntoIterator<Item = &'a u16>) -> AttributeValue {
+    AttributeValue::Ns(ids.into_iter().map(u16::to_string).collect())
 }
 
 pub(crate) fn sub_item(r: &SubRecord) -> Item {
@@ -322,6 +330,17 @@ pub(crate) fn client_from(item: &Item) -> Result<ClientRecord, StoreError> {
         session_expires_at: match item.get("session_expires_at") {
             None => None,
             Some(_) => Some(get_n(t, item, "session_expires_at")?),
+        },
+        awaiting_rel: match item.get("awaiting_rel") {
+            None => Default::default(),
+            Some(AttributeValue::Ns(ids)) => ids
+                .iter()
+                .map(|v| {
+                    v.parse()
+                        .map_err(|_| bad(t, format!("awaiting_rel holds {v:?}, not a packet id")))
+                })
+                .collect::<Result<_, _>>()?,
+            Some(other) => return Err(bad(t, format!("awaiting_rel is not NS: {other:?}"))),
         },
     })
 }

@@ -79,9 +79,11 @@ fn request_for(op: &WriteOp) -> Result<WriteRequest, aws_sdk_dynamodb::error::Bu
             delete(item::key2("topic", topic, "clientid", clientid))
         }
         // Not item writes; `write` routes these to `update`.
-        WriteOp::ClientOffline { .. } | WriteOp::MapAdd { .. } | WriteOp::MapRemove { .. } => {
-            delete(Item::new())
-        }
+        WriteOp::ClientOffline { .. }
+        | WriteOp::AwaitingRelAdd { .. }
+        | WriteOp::AwaitingRelRemove { .. }
+        | WriteOp::MapAdd { .. }
+        | WriteOp::MapRemove { .. } => delete(Item::new()),
     }
 }
 
@@ -221,6 +223,29 @@ async fn update(client: &DynamoClient, table: &str, op: &WriteOp) -> Result<(), 
                 .update_expression(format!("{verb} #m :ids"))
                 .expression_attribute_names("#m", "MsgId")
                 .expression_attribute_values(":ids", ids)
+        }
+        WriteOp::AwaitingRelAdd {
+            clientid,
+            packet_ids,
+        }
+        | WriteOp::AwaitingRelRemove {
+            clientid,
+            packet_ids,
+        } => {
+            if packet_ids.is_empty() {
+                return Ok(());
+            }
+            // Set operations: idempotent, so a journal replayed twice ends the same. DELETE of
+            // the last id drops the attribute (the item keeps the tutorial's shape).
+            let verb = if matches!(op, WriteOp::AwaitingRelAdd { .. }) {
+                "ADD"
+            } else {
+                "DELETE"
+            };
+            call.key("clientid", item::s(clientid))
+                .update_expression(format!("{verb} #r :ids"))
+                .expression_attribute_names("#r", "awaiting_rel")
+                .expression_attribute_values(":ids", item::packet_id_set(packet_ids))
         }
         _ => return Ok(()),
     };

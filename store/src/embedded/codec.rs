@@ -35,6 +35,21 @@ struct ClientOwned {
     offline_at: u64,
 }
 
+/// The second extension of a client value, for a client with `awaiting_rel` ids: written
+/// after a first extension of `u64::MAX` (what an older reader takes for a session expiry
+/// far away), and carrying the real session expiry itself.
+#[derive(Serialize)]
+struct ClientRelRef<'a> {
+    session_expires_at: Option<u64>,
+    awaiting_rel: &'a [u16],
+}
+
+#[derive(Deserialize)]
+struct ClientRelOwned {
+    session_expires_at: Option<u64>,
+    awaiting_rel: Vec<u16>,
+}
+
 #[derive(Serialize)]
 struct MsgRef<'a> {
     msgid: u128,
@@ -90,7 +105,17 @@ pub(super) fn encode_client(r: &ClientRecord) -> Vec<u8> {
     .unwrap_or_default();
     // Without a session expiry the value is exactly what versions before it wrote (postcard
     // cannot read a #[serde(default)] field: the extension is appended instead).
-    if let Some(at) = r.session_expires_at {
+    if !r.awaiting_rel.is_empty() {
+        let ids: Vec<u16> = r.awaiting_rel.iter().copied().collect();
+        out.extend_from_slice(&postcard::to_stdvec(&u64::MAX).unwrap_or_default());
+        out.extend_from_slice(
+            &postcard::to_stdvec(&ClientRelRef {
+                session_expires_at: r.session_expires_at,
+                awaiting_rel: &ids,
+            })
+            .unwrap_or_default(),
+        );
+    } else if let Some(at) = r.session_expires_at {
         out.extend_from_slice(&postcard::to_stdvec(&at).unwrap_or_default());
     }
     out
@@ -102,10 +127,19 @@ pub(super) fn decode_client(clientid: &str, bytes: &[u8]) -> Result<ClientRecord
         reason: e.to_string(),
     };
     let (c, rest): (ClientOwned, &[u8]) = postcard::take_from_bytes(bytes).map_err(bad)?;
-    let session_expires_at = if rest.is_empty() {
-        None
+    let (session_expires_at, awaiting_rel) = if rest.is_empty() {
+        (None, Default::default())
     } else {
-        Some(postcard::from_bytes::<u64>(rest).map_err(bad)?)
+        let (at, rest) = postcard::take_from_bytes::<u64>(rest).map_err(bad)?;
+        if rest.is_empty() {
+            (Some(at), Default::default())
+        } else {
+            let ext: ClientRelOwned = postcard::from_bytes(rest).map_err(bad)?;
+            (
+                ext.session_expires_at,
+                ext.awaiting_rel.into_iter().collect(),
+            )
+        }
     };
     Ok(ClientRecord {
         clientid: clientid.to_owned(),
@@ -114,6 +148,7 @@ pub(super) fn decode_client(clientid: &str, bytes: &[u8]) -> Result<ClientRecord
         online_at: c.online_at,
         offline_at: c.offline_at,
         session_expires_at,
+        awaiting_rel,
     })
 }
 
@@ -315,11 +350,36 @@ mod tests {
             online_at: 5,
             offline_at: 7,
             session_expires_at: None,
+            awaiting_rel: Default::default(),
         };
         let before = postcard::to_stdvec(&("n", 0u8, 5u64, 7u64)).expect("encodes");
         assert_eq!(encode_client(&r), before);
         assert_eq!(decode_client("c", &before).expect("decodes"), r);
         r.session_expires_at = Some(67);
         assert_eq!(decode_client("c", &encode_client(&r)).expect("decodes"), r);
+    }
+
+    /// `awaiting_rel` ids round-trip with and without a session expiry; a reader from before
+    /// them sees the four fields and a session expiry far away (`u64::MAX`), not an expired
+    /// session.
+    #[test]
+    fn client_awaiting_rel_is_a_second_extension() {
+        for at in [None, Some(67)] {
+            let r = ClientRecord {
+                clientid: "c".into(),
+                node: "n".into(),
+                connect_state: 1,
+                online_at: 5,
+                offline_at: 0,
+                session_expires_at: at,
+                awaiting_rel: [1, 300, 65535].into(),
+            };
+            let bytes = encode_client(&r);
+            assert_eq!(decode_client("c", &bytes).expect("decodes"), r);
+            let (_, rest): (ClientOwned, &[u8]) =
+                postcard::take_from_bytes(&bytes).expect("base decodes");
+            let old_expiry: u64 = postcard::from_bytes(rest).expect("old extension decodes");
+            assert_eq!(old_expiry, u64::MAX);
+        }
     }
 }

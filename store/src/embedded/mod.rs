@@ -142,6 +142,19 @@ fn err(operation: &'static str, table: &'static str) -> impl Fn(redb::Error) -> 
     }
 }
 
+/// What an UpdateItem of a client that has no item starts from: the key alone.
+fn blank_client(clientid: &str) -> ClientRecord {
+    ClientRecord {
+        clientid: clientid.to_owned(),
+        node: String::new(),
+        connect_state: 0,
+        online_at: 0,
+        offline_at: 0,
+        session_expires_at: None,
+        awaiting_rel: Default::default(),
+    }
+}
+
 fn apply(txn: &WriteTransaction, ops: &[WriteOp]) -> Result<(), redb::Error> {
     for op in ops {
         match op {
@@ -159,17 +172,33 @@ fn apply(txn: &WriteTransaction, ops: &[WriteOp]) -> Result<(), redb::Error> {
                 // As UpdateItem does: update in place, or create an item with what we know.
                 let mut rec = existing
                     .and_then(|bytes| decode_client(clientid, &bytes).ok())
-                    .unwrap_or_else(|| ClientRecord {
-                        clientid: clientid.clone(),
-                        node: String::new(),
-                        connect_state: 0,
-                        online_at: 0,
-                        offline_at: 0,
-                        session_expires_at: None,
-                    });
+                    .unwrap_or_else(|| blank_client(clientid));
                 rec.connect_state = 0;
                 rec.offline_at = *offline_at;
                 rec.session_expires_at = *session_expires_at;
+                t.insert(clientid.as_str(), encode_client(&rec).as_slice())?;
+            }
+            WriteOp::AwaitingRelAdd {
+                clientid,
+                packet_ids,
+            }
+            | WriteOp::AwaitingRelRemove {
+                clientid,
+                packet_ids,
+            } => {
+                let mut t = txn.open_table(CLIENT)?;
+                let existing = t.get(clientid.as_str())?.map(|v| v.value().to_vec());
+                // As UpdateItem does: update in place, or create an item with what we know.
+                let mut rec = existing
+                    .and_then(|bytes| decode_client(clientid, &bytes).ok())
+                    .unwrap_or_else(|| blank_client(clientid));
+                if matches!(op, WriteOp::AwaitingRelAdd { .. }) {
+                    rec.awaiting_rel.extend(packet_ids.iter().copied());
+                } else {
+                    for id in packet_ids {
+                        rec.awaiting_rel.remove(id);
+                    }
+                }
                 t.insert(clientid.as_str(), encode_client(&rec).as_slice())?;
             }
             WriteOp::PutSub(r) => {

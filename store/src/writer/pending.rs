@@ -1,6 +1,7 @@
 //! Ops waiting for one key, already coalesced: last write wins, a `ClientOffline` folds into
-//! a pending `PutClient`, map adds and removes of one topic merge into one set each, and a
-//! stored message deleted before its put was written is not written at all.
+//! a pending `PutClient`, map adds and removes of one topic merge into one set each (and so do
+//! a client's `awaiting_rel` adds and removes, or they fold into its pending `PutClient`), and
+//! a stored message deleted before its put was written is not written at all.
 
 use std::collections::BTreeSet;
 
@@ -19,6 +20,16 @@ pub(super) enum Pending {
         topic: String,
         add: BTreeSet<MsgId>,
         remove: BTreeSet<MsgId>,
+    },
+    /// A client's item: `base` (a `ClientOffline`, or nothing), then changes to its
+    /// `awaiting_rel` set, disjoint like the map's (the base touches other attributes, so
+    /// the UpdateItems commute). A `PutClient` is never a base here: it replaces the whole
+    /// item, so set changes after it fold into its record instead (`Item`).
+    Client {
+        clientid: String,
+        base: Option<WriteOp>,
+        add: BTreeSet<u16>,
+        remove: BTreeSet<u16>,
     },
     /// Nothing to write: a `PutMsg` followed by the `DeleteMsg` of the same id (the message
     /// was acknowledged before it was stored). A msgid is unique and its put is the first
@@ -40,6 +51,16 @@ impl Pending {
                 add: BTreeSet::new(),
                 remove: msgids.into_iter().collect(),
             },
+            op @ (WriteOp::AwaitingRelAdd { .. } | WriteOp::AwaitingRelRemove { .. }) => {
+                let mut this = Pending::Client {
+                    clientid: client_of(&op).to_owned(),
+                    base: None,
+                    add: BTreeSet::new(),
+                    remove: BTreeSet::new(),
+                };
+                this.coalesce(op, true);
+                this
+            }
             op => Pending::Item(op),
         }
     }
@@ -64,6 +85,53 @@ impl Pending {
                         remove.insert(id);
                     }
                 }
+            }
+            (Pending::Client { add, remove, .. }, WriteOp::AwaitingRelAdd { packet_ids, .. })
+            | (
+                Pending::Client {
+                    add: remove,
+                    remove: add,
+                    ..
+                },
+                WriteOp::AwaitingRelRemove { packet_ids, .. },
+            ) => {
+                for id in packet_ids {
+                    remove.remove(&id);
+                    add.insert(id);
+                }
+            }
+            (
+                Pending::Item(WriteOp::PutClient(rec)),
+                WriteOp::AwaitingRelAdd { packet_ids, .. },
+            ) => {
+                rec.awaiting_rel.extend(packet_ids);
+            }
+            (
+                Pending::Item(WriteOp::PutClient(rec)),
+                WriteOp::AwaitingRelRemove { packet_ids, .. },
+            ) => {
+                for id in packet_ids {
+                    rec.awaiting_rel.remove(&id);
+                }
+            }
+            (
+                this @ Pending::Item(WriteOp::ClientOffline { .. }),
+                op @ (WriteOp::AwaitingRelAdd { .. } | WriteOp::AwaitingRelRemove { .. }),
+            ) => {
+                let Pending::Item(base) = std::mem::replace(this, Pending::Nothing) else {
+                    return;
+                };
+                *this = Pending::Client {
+                    clientid: client_of(&op).to_owned(),
+                    base: Some(base),
+                    add: BTreeSet::new(),
+                    remove: BTreeSet::new(),
+                };
+                this.coalesce(op, may_cancel);
+            }
+            (Pending::Client { base, .. }, op @ WriteOp::ClientOffline { .. }) => {
+                // Absolute values of other attributes than the set: the last one wins.
+                *base = Some(op);
             }
             (
                 Pending::Item(WriteOp::PutClient(rec)),
@@ -90,6 +158,16 @@ impl Pending {
         match self {
             Pending::Item(op) => op.approx_bytes(),
             Pending::Nothing => std::mem::size_of::<WriteOp>() as u64,
+            Pending::Client {
+                clientid,
+                base,
+                add,
+                remove,
+            } => {
+                clientid.len() as u64
+                    + base.as_ref().map_or(0, WriteOp::approx_bytes)
+                    + (std::mem::size_of::<WriteOp>() + 3 * 2 * (add.len() + remove.len())) as u64
+            }
             Pending::Map { topic, add, remove } => {
                 let id = std::mem::size_of::<MsgId>();
                 (std::mem::size_of::<WriteOp>() + topic.len() + 3 * id * (add.len() + remove.len()))
@@ -102,6 +180,27 @@ impl Pending {
         match self {
             Pending::Item(op) => vec![op],
             Pending::Nothing => Vec::new(),
+            Pending::Client {
+                clientid,
+                base,
+                add,
+                remove,
+            } => {
+                let mut ops: Vec<WriteOp> = base.into_iter().collect();
+                if !add.is_empty() {
+                    ops.push(WriteOp::AwaitingRelAdd {
+                        clientid: clientid.clone(),
+                        packet_ids: add.into_iter().collect(),
+                    });
+                }
+                if !remove.is_empty() {
+                    ops.push(WriteOp::AwaitingRelRemove {
+                        clientid,
+                        packet_ids: remove.into_iter().collect(),
+                    });
+                }
+                ops
+            }
             Pending::Map { topic, add, remove } => {
                 let mut ops = Vec::with_capacity(2);
                 if !add.is_empty() {
@@ -119,6 +218,17 @@ impl Pending {
                 ops
             }
         }
+    }
+}
+
+/// The client id of a client op (empty for others).
+fn client_of(op: &WriteOp) -> &str {
+    match op {
+        WriteOp::PutClient(r) => &r.clientid,
+        WriteOp::ClientOffline { clientid, .. }
+        | WriteOp::AwaitingRelAdd { clientid, .. }
+        | WriteOp::AwaitingRelRemove { clientid, .. } => clientid,
+        _ => "",
     }
 }
 

@@ -60,6 +60,20 @@ enum OpForm {
         topic: String,
         clientid: String,
     },
+    /// A `PutClient` whose record has `awaiting_rel` ids (without, it is `PutClient`, as
+    /// before the set existed).
+    PutClientAwaitingRel {
+        client: ClientForm,
+        awaiting_rel: Vec<u16>,
+    },
+    AwaitingRelAdd {
+        clientid: String,
+        packet_ids: Vec<u16>,
+    },
+    AwaitingRelRemove {
+        clientid: String,
+        packet_ids: Vec<u16>,
+    },
 }
 
 #[derive(Serialize, Deserialize)]
@@ -169,14 +183,38 @@ impl From<MsgForm> for MessageRecord {
 impl From<&WriteOp> for OpForm {
     fn from(op: &WriteOp) -> OpForm {
         match op {
-            WriteOp::PutClient(r) => OpForm::PutClient(ClientForm {
-                clientid: r.clientid.clone(),
-                node: r.node.clone(),
-                connect_state: r.connect_state,
-                online_at: r.online_at,
-                offline_at: r.offline_at,
-                session_expires_at: r.session_expires_at,
-            }),
+            WriteOp::PutClient(r) => {
+                let client = ClientForm {
+                    clientid: r.clientid.clone(),
+                    node: r.node.clone(),
+                    connect_state: r.connect_state,
+                    online_at: r.online_at,
+                    offline_at: r.offline_at,
+                    session_expires_at: r.session_expires_at,
+                };
+                if r.awaiting_rel.is_empty() {
+                    OpForm::PutClient(client)
+                } else {
+                    OpForm::PutClientAwaitingRel {
+                        client,
+                        awaiting_rel: r.awaiting_rel.iter().copied().collect(),
+                    }
+                }
+            }
+            WriteOp::AwaitingRelAdd {
+                clientid,
+                packet_ids,
+            } => OpForm::AwaitingRelAdd {
+                clientid: clientid.clone(),
+                packet_ids: packet_ids.clone(),
+            },
+            WriteOp::AwaitingRelRemove {
+                clientid,
+                packet_ids,
+            } => OpForm::AwaitingRelRemove {
+                clientid: clientid.clone(),
+                packet_ids: packet_ids.clone(),
+            },
             WriteOp::ClientOffline {
                 clientid,
                 offline_at,
@@ -225,15 +263,37 @@ impl From<&WriteOp> for OpForm {
 impl From<OpForm> for WriteOp {
     fn from(f: OpForm) -> WriteOp {
         let ids = |v: Vec<u128>| v.into_iter().map(MsgId).collect();
-        match f {
-            OpForm::PutClient(c) => WriteOp::PutClient(ClientRecord {
+        let client = |c: ClientForm, awaiting_rel: Vec<u16>| {
+            WriteOp::PutClient(ClientRecord {
                 clientid: c.clientid,
                 node: c.node,
                 connect_state: c.connect_state,
                 online_at: c.online_at,
                 offline_at: c.offline_at,
                 session_expires_at: c.session_expires_at,
-            }),
+                awaiting_rel: awaiting_rel.into_iter().collect(),
+            })
+        };
+        match f {
+            OpForm::PutClient(c) => client(c, Vec::new()),
+            OpForm::PutClientAwaitingRel {
+                client: c,
+                awaiting_rel,
+            } => client(c, awaiting_rel),
+            OpForm::AwaitingRelAdd {
+                clientid,
+                packet_ids,
+            } => WriteOp::AwaitingRelAdd {
+                clientid,
+                packet_ids,
+            },
+            OpForm::AwaitingRelRemove {
+                clientid,
+                packet_ids,
+            } => WriteOp::AwaitingRelRemove {
+                clientid,
+                packet_ids,
+            },
             OpForm::ClientOffline {
                 clientid,
                 offline_at,
@@ -308,7 +368,25 @@ mod tests {
                 online_at: 2,
                 offline_at: 3,
                 session_expires_at: Some(4),
+                awaiting_rel: Default::default(),
             }),
+            WriteOp::PutClient(ClientRecord {
+                clientid: "c".into(),
+                node: "n".into(),
+                connect_state: 1,
+                online_at: 2,
+                offline_at: 0,
+                session_expires_at: None,
+                awaiting_rel: [1, 65535].into(),
+            }),
+            WriteOp::AwaitingRelAdd {
+                clientid: "c".into(),
+                packet_ids: vec![7, 8],
+            },
+            WriteOp::AwaitingRelRemove {
+                clientid: "c".into(),
+                packet_ids: vec![8],
+            },
             WriteOp::ClientOffline {
                 clientid: "c".into(),
                 offline_at: 5,

@@ -244,6 +244,6 @@ pub(crate) fn publish(
     msg: dynamq_store::actions::PublishedMessage<'_>,
 ) -> Result<dynamq_store::msgid::MsgId, dynamq_store::actions::ActionsError> {
     let id = b.next_msgid();
-    b.message_published(msg, id, false)?;
+    b.message_published(msg, id, false, None)?;
     Ok(id)
 }
