@@ -182,6 +182,7 @@ fn negotiate(broker: &Broker, connect: Connect, accepted: &connect::Accepted) ->
         connect_session_expiry: accepted.session_expiry,
         will: connect.will.map(Box::new),
         topic_aliases: TopicAliases::default(),
+        client_alias_max: props.topic_alias_maximum.unwrap_or(0),
     }
 }
 

@@ -6,6 +6,8 @@
 //! Maximum Packet Size a u32), and the will and the topic aliases are boxed only when
 //! present: every idle connection carries this record.
 
+use std::collections::HashMap;
+
 use bytes::Bytes;
 use dynamq_codec::{LastWill, Protocol, ReasonCode};
 
@@ -32,6 +34,8 @@ pub(super) struct Negotiated {
     /// The will, until it is published or discarded.
     pub(super) will: Option<Box<LastWill>>,
     pub(super) topic_aliases: TopicAliases,
+    /// The client's Topic Alias Maximum (v5; 0 or absent: no aliases to it) [MQTT-3.1.2-27].
+    pub(super) client_alias_max: u16,
 }
 
 impl Negotiated {
@@ -55,11 +59,42 @@ impl Negotiated {
     }
 }
 
-/// Inbound topic aliases (v5): alias `n` is slot `n - 1` [MQTT-3.3.2-12]. Boxed, and only
-/// once the client sets one: most clients never do.
+/// Topic aliases (v5), both ways. Inbound: alias `n` is slot `n - 1` [MQTT-3.3.2-12].
+/// Outbound: see [`OutAliases`]. Boxed, and only once one is used: most clients never do.
 #[derive(Debug, Default)]
-#[allow(clippy::box_collection)] // 8 bytes instead of a Vec's 24 in every idle connection
-pub(super) struct TopicAliases(Option<Box<Vec<Option<Bytes>>>>);
+pub(super) struct TopicAliases(Option<Box<Aliases>>);
+
+#[derive(Debug, Default)]
+struct Aliases {
+    inbound: Vec<Option<Bytes>>,
+    outbound: OutAliases,
+}
+
+/// The aliases the server gives the topics it sends, within the client's Topic Alias
+/// Maximum [MQTT-3.1.2-26] [MQTT-3.3.2-11]. Policy: **least recently used replacement**.
+/// A topic gets an alias the first time it is sent (PUBLISH with the topic and the alias); later PUBLISHes
+/// on it carry the alias and an empty topic. Once every alias is taken, a new topic takes
+/// the alias of the topic sent longest ago, remapping it (a PUBLISH with a topic and an
+/// alias always sets the mapping, spec 3.3.2.3.4). At most [`OUT_ALIASES_CAP`] aliases,
+/// whatever the client allows, so a connection's map stays small.
+#[derive(Debug, Default)]
+struct OutAliases {
+    by_topic: HashMap<Bytes, u16>,
+    /// Alias `n` is slot `n - 1`: its topic and when it was last sent.
+    slots: Vec<(Bytes, u64)>,
+    tick: u64,
+}
+
+/// Most aliases the server uses on one connection.
+pub(super) const OUT_ALIASES_CAP: u16 = 64;
+
+/// The alias a PUBLISH to the client carries, and whether it must also carry the topic
+/// (the alias is new or remapped).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct OutAlias {
+    pub(super) alias: u16,
+    pub(super) with_topic: bool,
+}
 
 impl TopicAliases {
     /// Resolves the alias of a PUBLISH: a topic with an alias sets it, an empty topic with an
@@ -78,7 +113,8 @@ impl TopicAliases {
         }
         let i = usize::from(alias) - 1;
         if topic.is_empty() {
-            match self.0.as_ref().and_then(|a| a.get(i)).cloned().flatten() {
+            let known = self.0.as_ref().and_then(|a| a.inbound.get(i)).cloned();
+            match known.flatten() {
                 Some(t) => *topic = t,
                 None => {
                     return Err(ConnError::protocol(
@@ -88,12 +124,120 @@ impl TopicAliases {
                 }
             }
         } else {
-            let aliases = self.0.get_or_insert_with(Default::default);
+            let aliases = &mut self.0.get_or_insert_with(Default::default).inbound;
             if aliases.len() <= i {
                 aliases.resize(i + 1, None);
             }
             aliases[i] = Some(topic.clone());
         }
         Ok(())
+    }
+
+    /// The alias to send `topic` with, for a client whose Topic Alias Maximum is
+    /// `client_max` (0: none, never an alias [MQTT-3.1.2-27]). Nothing changes until
+    /// [`TopicAliases::sent`] says the PUBLISH went out.
+    pub(super) fn outbound(&mut self, topic: &Bytes, client_max: u16) -> Option<OutAlias> {
+        let cap = client_max.min(OUT_ALIASES_CAP);
+        if cap == 0 || topic.is_empty() {
+            return None;
+        }
+        let out = &self.0.get_or_insert_with(Default::default).outbound;
+        if let Some(&alias) = out.by_topic.get(topic) {
+            return Some(OutAlias {
+                alias,
+                with_topic: false,
+            });
+        }
+        let alias = if out.slots.len() < usize::from(cap) {
+            out.slots.len() + 1
+        } else {
+            let lru = out.slots.iter().enumerate().min_by_key(|(_, (_, t))| *t);
+            lru.map_or(1, |(i, _)| i + 1)
+        };
+        Some(OutAlias {
+            alias: u16::try_from(alias).unwrap_or(1),
+            with_topic: true,
+        })
+    }
+
+    /// The PUBLISH carrying `topic` with `alias` was written: records the mapping (if new)
+    /// and the use.
+    pub(super) fn sent(&mut self, topic: &Bytes, alias: OutAlias) {
+        let Some(a) = self.0.as_mut() else { return };
+        let out = &mut a.outbound;
+        out.tick += 1;
+        let i = usize::from(alias.alias) - 1;
+        if alias.with_topic {
+            if let Some((old, _)) = out.slots.get(i) {
+                out.by_topic.remove(old);
+            }
+            if i < out.slots.len() {
+                out.slots[i] = (topic.clone(), out.tick);
+            } else {
+                out.slots.push((topic.clone(), out.tick));
+            }
+            out.by_topic.insert(topic.clone(), alias.alias);
+        } else if let Some(slot) = out.slots.get_mut(i) {
+            slot.1 = out.tick;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn send(a: &mut TopicAliases, topic: &str, max: u16) -> Option<OutAlias> {
+        let t = Bytes::copy_from_slice(topic.as_bytes());
+        let out = a.outbound(&t, max)?;
+        a.sent(&t, out);
+        Some(out)
+    }
+
+    fn alias(alias: u16, with_topic: bool) -> Option<OutAlias> {
+        Some(OutAlias { alias, with_topic })
+    }
+
+    #[test]
+    fn no_alias_when_the_client_allows_none() {
+        let mut a = TopicAliases::default();
+        assert_eq!(send(&mut a, "t", 0), None);
+        assert!(a.0.is_none(), "nothing allocated");
+    }
+
+    #[test]
+    fn a_topic_keeps_its_alias_and_the_least_recently_used_is_replaced() {
+        let mut a = TopicAliases::default();
+        assert_eq!(send(&mut a, "a", 2), alias(1, true));
+        assert_eq!(send(&mut a, "a", 2), alias(1, false));
+        assert_eq!(send(&mut a, "b", 2), alias(2, true));
+        assert_eq!(send(&mut a, "a", 2), alias(1, false));
+        // Full: "b" was sent longest ago, so "c" takes its alias, with its topic.
+        assert_eq!(send(&mut a, "c", 2), alias(2, true));
+        assert_eq!(send(&mut a, "c", 2), alias(2, false));
+        // "b" comes back on the alias of "a", now the least recently used.
+        assert_eq!(send(&mut a, "b", 2), alias(1, true));
+        assert_eq!(send(&mut a, "a", 2), alias(2, true));
+    }
+
+    #[test]
+    fn an_alias_not_sent_is_not_recorded() {
+        let mut a = TopicAliases::default();
+        let t = Bytes::from_static(b"big");
+        assert_eq!(a.outbound(&t, 5), alias(1, true));
+        // The PUBLISH was too large for the client and not written: no `sent`.
+        assert_eq!(a.outbound(&t, 5), alias(1, true));
+    }
+
+    #[test]
+    fn at_most_the_servers_cap_whatever_the_client_allows() {
+        let mut a = TopicAliases::default();
+        for i in 0..OUT_ALIASES_CAP {
+            assert_eq!(
+                send(&mut a, &format!("t/{i}"), u16::MAX),
+                alias(i + 1, true)
+            );
+        }
+        assert_eq!(send(&mut a, "one more", u16::MAX), alias(1, true));
     }
 }

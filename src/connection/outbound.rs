@@ -97,29 +97,44 @@ where
         now: Instant,
     ) -> bool {
         let owned;
+        let alias = if self.neg.protocol.is_v5() {
+            (self.neg.topic_aliases).outbound(&d.msg.topic, self.neg.client_alias_max)
+        } else {
+            None
+        };
         let properties = if !self.neg.protocol.is_v5() {
             &NO_PUBLISH_PROPERTIES
-        } else if d.sub_ids.is_empty() && d.msg.expires_at.is_none() {
+        } else if d.sub_ids.is_empty() && d.msg.expires_at.is_none() && alias.is_none() {
             &d.msg.properties
         } else {
             let mut p = d.msg.properties.clone();
             p.subscription_identifiers = d.sub_ids.clone();
             p.message_expiry_interval = d.msg.remaining_expiry(now);
+            p.topic_alias = alias.map(|a| a.alias);
             owned = p;
             &owned
+        };
+        let topic: &[u8] = match alias {
+            Some(a) if !a.with_topic => b"",
+            _ => &d.msg.topic,
         };
         let parts = PublishRef {
             dup,
             qos: d.qos,
             retain: d.retain,
-            topic: &d.msg.topic,
+            topic,
             packet_id,
             properties,
             payload: &d.msg.payload,
         };
         let max = self.neg.client_max_packet;
         match dynamq_codec::encode_publish_parts(&parts, self.neg.protocol, max, &mut self.wbuf) {
-            Ok(()) => true,
+            Ok(()) => {
+                if let Some(a) = alias {
+                    self.neg.topic_aliases.sent(&d.msg.topic, a);
+                }
+                true
+            }
             Err(dynamq_codec::EncodeError::PacketTooLarge { .. }) => {
                 self.broker.metrics.inc_dropped_too_large();
                 false

@@ -3,6 +3,7 @@ visible, including violations and store activity."""
 
 from __future__ import annotations
 
+import time
 import urllib.request
 
 import pytest
@@ -50,7 +51,12 @@ def test_metrics_count_what_happened(start_broker):
                 p.publish(topic, f"{i}".encode(), 1)
         for _ in range(3):
             s.get()
+        # The publisher's DISCONNECT is handled by its own task: wait for it (bounded).
+        deadline = time.monotonic() + 5
         during = scrape(http)
+        while during["dynamq_clients_connected"] != 1 and time.monotonic() < deadline:
+            time.sleep(0.05)
+            during = scrape(http)
         assert during["dynamq_clients_connected"] == 1
         assert during["dynamq_subscription_filters"] == 1
     with raw.RawClient(broker.port) as bad:  # a wildcard in a PUBLISH topic

@@ -44,6 +44,9 @@ export function connect(a, extra = {}) {
     ...extra,
   };
   if (a["session-expiry"]) opts.properties = { sessionExpiryInterval: Number(a["session-expiry"]) };
+  if (a["topic-alias-max"]) {
+    opts.properties = { ...opts.properties, topicAliasMaximum: Number(a["topic-alias-max"]) };
+  }
   return new Promise((resolve, reject) => {
     const client = mqtt.connect(a.url, opts);
     const messages = [];
@@ -64,6 +67,7 @@ export function message(topic, payload, packet) {
     retain: packet.retain,
     dup: packet.dup,
     subscriptionIds: packet.properties?.subscriptionIdentifier ?? null,
+    topicAlias: packet.properties?.topicAlias ?? null,
   };
 }
 
