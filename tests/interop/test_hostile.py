@@ -341,14 +341,18 @@ def test_packet_ids_exhausted_by_a_subscriber_that_never_acks(start_broker, tmp_
 
 
 @pytest.mark.parametrize("utf8", [True, False], ids=["utf8-text", "non-utf8-text"])
-def test_ws_text_frame_closes_the_connection(broker, utf8):
+def test_ws_text_frame_closes_the_connection(start_broker, utf8):
     """MQTT travels in binary WebSocket frames only; any other data frame makes the recipient
     close the network connection [MQTT-6.0.0-1]. After a CONNECT that got its CONNACK, a text
     frame holding a QoS 0 PUBLISH (plain ASCII, so valid UTF-8 text) or a PINGREQ (0xC0 0x00,
     not UTF-8: RFC 6455 8.1 says to fail the connection for that alone) closes the
-    connection: no PINGRESP, the PUBLISH is not routed, and a warning names the cause
-    ([MQTT-6.0.0-1] or the UTF-8 error). 300 more connections whose CONNECT comes in a text
-    frame are closed too and leave the broker's RSS less than 16 MiB larger."""
+    connection: no PINGRESP, the PUBLISH is not routed, a warning names the cause
+    ([MQTT-6.0.0-1] or the UTF-8 error) and dynamq_protocol_errors_total counts it. 300 more
+    connections whose CONNECT comes in a text frame are closed and counted too, and leave
+    the broker's RSS less than 16 MiB larger."""
+    http = free_port()
+    broker = start_broker(extra_args=("--http", f"127.0.0.1:{http}"))
+    errors_before = scrape(http)["dynamq_protocol_errors_total"]
     topic = unique_id("wstext/t")
     with Paho(broker, unique_id("wssub")) as sub:
         sub.subscribe(topic, 0)
@@ -366,6 +370,7 @@ def test_ws_text_frame_closes_the_connection(broker, utf8):
     why = "[MQTT-6.0.0-1] text WebSocket frame" if utf8 else "UTF-8"
     assert broker.wait_log(lambda ln: "WARN" in ln and "invalid data on the transport" in ln and why in ln), \
         broker.log_text()[-2000:]
+    assert scrape(http)["dynamq_protocol_errors_total"] - errors_before == 1
     rss_before = rss_bytes(broker)
     for i in range(300):
         s, status, _ = wsraw.handshake(broker.ws_port, "mqtt")
@@ -375,6 +380,10 @@ def test_ws_text_frame_closes_the_connection(broker, utf8):
             assert all(op != wsraw.OP_BINARY for op, _ in wsraw.read_until_closed(s))
     assert_rss_growth_under(broker, rss_before, 16, "300 text-frame connections")
     assert broker.wait_log(lambda ln: "before CONNECT" in ln and "text WebSocket frame" in ln)
+    deadline = time.monotonic() + 3
+    while scrape(http)["dynamq_protocol_errors_total"] - errors_before < 301 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert scrape(http)["dynamq_protocol_errors_total"] - errors_before == 301
 
 
 @pytest.mark.parametrize("offer", [None, "chat", "mqttv5, chat"], ids=["none", "chat", "two-wrong"])
