@@ -7,6 +7,11 @@ use dynamq_codec::error::DecodeError;
 pub(crate) enum ConnError {
     #[error("i/o: {0}")]
     Io(#[from] std::io::Error),
+    /// The transport under MQTT refused what the client sent: a WebSocket text frame
+    /// [MQTT-6.0.0-1] (or another frame or record it cannot carry). Unlike a plain network
+    /// end, it is the client's doing, so it is logged and counted as a violation.
+    #[error("invalid data on the transport: {0}")]
+    Transport(std::io::Error),
     #[error("{0}")]
     Decode(#[from] DecodeError),
     /// A protocol violation found by the broker (not the codec). The message starts with the
@@ -35,10 +40,21 @@ impl ConnError {
         ConnError::Protocol { reason, msg }
     }
 
+    /// A read error: `Transport` for data the transport refused (`InvalidData`), else `Io`.
+    pub(crate) fn from_read(e: std::io::Error) -> ConnError {
+        if e.kind() == std::io::ErrorKind::InvalidData {
+            ConnError::Transport(e)
+        } else {
+            ConnError::Io(e)
+        }
+    }
+
     /// The reason code for a v5 DISCONNECT, if the client should get one.
     pub(crate) fn disconnect_reason(&self) -> Option<ReasonCode> {
         match self {
-            ConnError::Io(_) | ConnError::ConnectTimeout(_) => None,
+            // No MQTT packet after a transport violation: the network connection is closed
+            // [MQTT-6.0.0-1].
+            ConnError::Io(_) | ConnError::Transport(_) | ConnError::ConnectTimeout(_) => None,
             ConnError::Decode(e) => Some(e.reason_code()),
             ConnError::Protocol { reason, .. } => Some(*reason),
             ConnError::KeepAliveTimeout(_) => Some(ReasonCode::KeepAliveTimeout),
@@ -49,6 +65,26 @@ impl ConnError {
 
     /// True for a misbehaving client (logged at warn and counted), false for a network end.
     pub(crate) fn is_violation(&self) -> bool {
-        matches!(self, ConnError::Decode(_) | ConnError::Protocol { .. })
+        matches!(
+            self,
+            ConnError::Decode(_) | ConnError::Protocol { .. } | ConnError::Transport(_)
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ConnError;
+    use std::io::{Error, ErrorKind};
+
+    #[test]
+    fn refused_transport_data_is_a_violation_without_a_disconnect_packet() {
+        let e = ConnError::from_read(Error::new(ErrorKind::InvalidData, "text frame"));
+        assert!(matches!(e, ConnError::Transport(_)));
+        assert!(e.is_violation());
+        assert_eq!(e.disconnect_reason(), None);
+        let e = ConnError::from_read(Error::from(ErrorKind::ConnectionReset));
+        assert!(matches!(e, ConnError::Io(_)));
+        assert!(!e.is_violation());
     }
 }

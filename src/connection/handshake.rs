@@ -222,7 +222,7 @@ async fn read_connect<R: AsyncRead + Unpin>(
             Err(_) => return Err(ConnError::ConnectTimeout(secs)),
             Ok(Ok(0)) => return Ok(None),
             Ok(Ok(_)) => {}
-            Ok(Err(e)) => return Err(e.into()),
+            Ok(Err(e)) => return Err(ConnError::from_read(e)),
         }
     }
 }

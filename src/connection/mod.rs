@@ -266,7 +266,11 @@ where
                     Err(_) => return End::Closed,
                 },
                 r = self.reader.read_buf(&mut self.rbuf), if reading => match r {
-                    Ok(0) | Err(_) => return End::Closed,
+                    Ok(0) => return End::Closed,
+                    Err(e) => match ConnError::from_read(e) {
+                        e @ ConnError::Transport(_) => return End::Error(e),
+                        _ => return End::Closed,
+                    },
                     Ok(n) => {
                         self.broker.metrics.add_bytes_received(n);
                         self.adapt_read_hint(n, spare);

@@ -3,13 +3,8 @@ WebSocket, and a hand-made WebSocket handshake."""
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import json
-import os
 import queue
-import socket
-import struct
 import subprocess
 import threading
 import time
@@ -19,6 +14,7 @@ import pytest
 
 import rawmqtt as raw
 from clients import V311, V5, Paho, unique_id
+from wsraw import frame, handshake, read_binary
 
 JS = Path(__file__).parent / "js"
 VERSIONS = pytest.mark.parametrize("version", [4, 5], ids=["v311", "v5"])
@@ -149,89 +145,30 @@ def test_paho_over_websocket(broker):
 # ------------------------------------------------------------ hand-made WebSocket
 
 
-def _handshake(port: int, subprotocol: str) -> tuple[socket.socket, str, dict[str, str]]:
-    key = base64.b64encode(os.urandom(16)).decode()
-    s = socket.create_connection(("127.0.0.1", port), timeout=5)
-    s.sendall((f"GET /mqtt HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
-               f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n"
-               f"Sec-WebSocket-Protocol: {subprotocol}\r\n\r\n").encode())
-    buf = b""
-    for _ in range(100):
-        if b"\r\n\r\n" in buf:
-            break
-        chunk = s.recv(4096)
-        if not chunk:
-            break
-        buf += chunk
-    head, _, rest = buf.partition(b"\r\n\r\n")
-    assert rest == b"", "no frame may come before the client's CONNECT"
-    lines = head.decode().split("\r\n")
-    headers = {k.strip().lower(): v.strip() for k, _, v in (ln.partition(":") for ln in lines[1:])}
-    accept = base64.b64encode(hashlib.sha1((key + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11").encode()).digest()).decode()
-    assert headers.get("sec-websocket-accept") == accept, headers
-    return s, lines[0], headers
-
-
-def _frame(data: bytes, fin: bool = True, opcode: int = 2) -> bytes:
-    """A masked client frame (RFC 6455 5.2); binary by default [MQTT-6.0.0-1]."""
-    mask = os.urandom(4)
-    n = len(data)
-    head = bytes([(0x80 if fin else 0) | opcode])
-    head += bytes([0x80 | n]) if n < 126 else bytes([0x80 | 126]) + struct.pack(">H", n)
-    return head + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(data))
-
-
-def _read_binary(s: socket.socket, want: int, timeout: float = 5.0) -> bytes:
-    """Concatenate the payloads of server frames until `want` bytes (frames unmasked, binary)."""
-    deadline = time.monotonic() + timeout
-    buf, out = b"", b""
-    for _ in range(1000):
-        if len(out) >= want:
-            return out
-        while len(buf) < 2 or len(buf) < 2 + (buf[1] & 0x7F if buf[1] & 0x7F < 126 else 2):
-            s.settimeout(max(0.01, deadline - time.monotonic()))
-            chunk = s.recv(4096)
-            assert chunk, "server closed the WebSocket"
-            buf += chunk
-        n, i = buf[1] & 0x7F, 2
-        assert not buf[1] & 0x80, "server frames must not be masked (RFC 6455 5.1)"
-        if n == 126:
-            n, i = struct.unpack(">H", buf[2:4])[0], 4
-        while len(buf) < i + n:
-            s.settimeout(max(0.01, deadline - time.monotonic()))
-            chunk = s.recv(4096)
-            assert chunk, "server closed the WebSocket"
-            buf += chunk
-        assert buf[0] & 0x0F in (0, 2), f"MQTT must travel in binary frames [MQTT-6.0.0-1], got opcode {buf[0] & 0x0F}"
-        out += buf[i:i + n]
-        buf = buf[i + n:]
-    raise AssertionError("too many frames")
-
-
 @pytest.mark.parametrize("subprotocol", ["mqtt", "mqttv3.1"])
 def test_ws_handshake_echoes_subprotocol(broker, subprotocol):
     """The server answers the upgrade with 101 and selects the subprotocol the client offered,
     'mqtt' [MQTT-6.0.0-3] [MQTT-6.0.0-4] (or the legacy 'mqttv3.1'); then a CONNECT in a
     binary frame gets a CONNACK in binary frames [MQTT-6.0.0-1]."""
-    s, status, headers = _handshake(broker.ws_port, subprotocol)
+    s, status, headers = handshake(broker.ws_port, subprotocol)
     with s:
         assert status.startswith("HTTP/1.1 101"), status
         assert headers.get("sec-websocket-protocol") == subprotocol, headers
-        s.sendall(_frame(raw.connect(unique_id("ws"))))
-        assert _read_binary(s, 4) == b"\x20\x02\x00\x00"
+        s.sendall(frame(raw.connect(unique_id("ws"))))
+        assert read_binary(s, 4) == b"\x20\x02\x00\x00"
 
 
 def test_ws_packets_not_aligned_with_frames(broker):
     """The receiver must not assume MQTT packets are aligned on WebSocket frame boundaries
     [MQTT-6.0.0-2]: a CONNECT split across a fragmented message and two frames, then
     SUBSCRIBE + PUBLISH in one frame, are all understood."""
-    s, status, _ = _handshake(broker.ws_port, "mqtt")
+    s, status, _ = handshake(broker.ws_port, "mqtt")
     with s:
         topic = unique_id("wsframes")
         c = raw.connect(unique_id("wsf"))
-        s.sendall(_frame(c[:5], fin=False) + _frame(c[5:], fin=True, opcode=0))
-        assert _read_binary(s, 4) == b"\x20\x02\x00\x00"
+        s.sendall(frame(c[:5], fin=False) + frame(c[5:], fin=True, opcode=0))
+        assert read_binary(s, 4) == b"\x20\x02\x00\x00"
         both = raw.subscribe(1, [(topic, 0)]) + raw.publish(topic, b"split")
-        s.sendall(_frame(both[:7]) + _frame(both[7:]))
+        s.sendall(frame(both[:7]) + frame(both[7:]))
         expected = b"\x90\x03\x00\x01\x00" + raw.publish(topic, b"split")  # SUBACK, PUBLISH
-        assert _read_binary(s, len(expected)) == expected
+        assert read_binary(s, len(expected)) == expected
