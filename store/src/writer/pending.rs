@@ -187,36 +187,28 @@ impl Pending {
                 remove,
             } => {
                 let mut ops: Vec<WriteOp> = base.into_iter().collect();
-                if !add.is_empty() {
-                    ops.push(WriteOp::AwaitingRelAdd {
-                        clientid: clientid.clone(),
-                        packet_ids: add.into_iter().collect(),
-                    });
-                }
-                if !remove.is_empty() {
-                    ops.push(WriteOp::AwaitingRelRemove {
+                ops.extend(set_ops(
+                    clientid,
+                    add,
+                    remove,
+                    |clientid, packet_ids| WriteOp::AwaitingRelAdd {
                         clientid,
-                        packet_ids: remove.into_iter().collect(),
-                    });
-                }
+                        packet_ids,
+                    },
+                    |clientid, packet_ids| WriteOp::AwaitingRelRemove {
+                        clientid,
+                        packet_ids,
+                    },
+                ));
                 ops
             }
-            Pending::Map { topic, add, remove } => {
-                let mut ops = Vec::with_capacity(2);
-                if !add.is_empty() {
-                    ops.push(WriteOp::MapAdd {
-                        topic: topic.clone(),
-                        msgids: add.into_iter().collect(),
-                    });
-                }
-                if !remove.is_empty() {
-                    ops.push(WriteOp::MapRemove {
-                        topic,
-                        msgids: remove.into_iter().collect(),
-                    });
-                }
-                ops
-            }
+            Pending::Map { topic, add, remove } => set_ops(
+                topic,
+                add,
+                remove,
+                |topic, msgids| WriteOp::MapAdd { topic, msgids },
+                |topic, msgids| WriteOp::MapRemove { topic, msgids },
+            ),
         }
     }
 }
@@ -245,4 +237,22 @@ pub(super) struct PendingEntry {
     pub(super) since: Instant,
     /// False once an op read back from the journal is folded in (see [`Pending::coalesce`]).
     pub(super) may_cancel: bool,
+}
+
+/// The ops of a set's pending adds and removes (each only if not empty), for the item `key`.
+fn set_ops<T: Ord>(
+    key: String,
+    add: BTreeSet<T>,
+    remove: BTreeSet<T>,
+    add_op: impl FnOnce(String, Vec<T>) -> WriteOp,
+    remove_op: impl FnOnce(String, Vec<T>) -> WriteOp,
+) -> Vec<WriteOp> {
+    let mut ops = Vec::with_capacity(2);
+    if !add.is_empty() {
+        ops.push(add_op(key.clone(), add.into_iter().collect()));
+    }
+    if !remove.is_empty() {
+        ops.push(remove_op(key, remove.into_iter().collect()));
+    }
+    ops
 }
