@@ -10,6 +10,7 @@
 //! Each store call is boxed: the store's futures are large (the AWS SDK's especially), and
 //! inlined they would make every connection task that large, idle or not.
 
+mod publication;
 pub mod setup;
 
 use std::collections::{BTreeSet, HashMap};
@@ -343,12 +344,15 @@ impl Persistence {
     /// `awaiting_rel`: the packet id of a QoS 2 message whose sender's session keeps it
     /// until PUBREL (see `keeps_awaiting_rel`): stored with the message's writes, in the
     /// same group its acknowledgement waits for.
-    pub fn message_published(&self, msg: &Message, awaiting_rel: Option<u16>) -> Option<Durable> {
+    pub fn message_published(
+        &self,
+        msg: &Arc<Message>,
+        awaiting_rel: Option<u16>,
+    ) -> Option<Durable> {
         let a = self.actions.as_ref()?;
         let id = msg.msgid?;
-        let published = published(msg);
         let durable = self.sync && msg.qos != QoS::AtMostOnce;
-        match a.message_published(published, id, durable, awaiting_rel) {
+        match a.message_published_shared(msg.clone(), id, durable, awaiting_rel) {
             Ok(d) => d,
             Err(e) => {
                 self.failed("message.publish", msg.sender.as_str(), &e);

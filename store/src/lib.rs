@@ -61,6 +61,7 @@ pub mod error;
 pub mod msgid;
 pub mod op;
 pub mod record;
+mod shrink;
 pub mod store;
 pub mod tables;
 pub mod writer;

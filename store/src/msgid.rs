@@ -11,6 +11,7 @@
 
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
+#[cfg(not(target_os = "linux"))]
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// A message id. `Ord` is time order (then node hash, then sequence).
@@ -228,9 +229,46 @@ impl MsgIdGen {
         let micros = self.base_micros + (cur >> 16);
         MsgId(((micros as u128) << 64) | ((self.node_hash as u128) << 16) | (cur & 0xFFFF) as u128)
     }
+
+    /// A time (µs) that splits this generator's ids: every id given before has an earlier
+    /// time, every id given after has this time or a later one. The clock moves in ticks,
+    /// so "now" cannot split the ids of one tick: the generator moves on to the next
+    /// microsecond instead (by at most one per call).
+    pub fn mark_micros(&self) -> u64 {
+        let floor = now_micros().saturating_sub(self.base_micros) << 16;
+        let next_micro = |v: u64| (v | 0xFFFF).wrapping_add(1);
+        let prev = self
+            .state
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |last| {
+                let b = floor.max(last.wrapping_add(1));
+                // The state is the last id given: the mark's own value ends its micro, so
+                // the next id starts the following one.
+                Some(if b & 0xFFFF == 0 { b } else { next_micro(b) }.wrapping_sub(1))
+            })
+            .unwrap_or_else(|last| last);
+        let b = floor.max(prev.wrapping_add(1));
+        let start = if b & 0xFFFF == 0 { b } else { next_micro(b) };
+        self.base_micros + (start >> 16)
+    }
+}
+
+/// Microseconds since the Unix epoch (0 if the clock is before 1970), from the coarse
+/// real-time clock on Linux: it moves in steps of the kernel's tick (1 to 4 ms) and costs a
+/// few nanoseconds, where the precise clock costs tens. Msgids take their time from it (their
+/// sequence bits keep them unique and increasing within a step), and so does everything
+/// compared with a msgid's time (the delay line's due time, `replay_since`), so one clock
+/// serves them all.
+#[cfg(target_os = "linux")]
+pub fn now_micros() -> u64 {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::RealtimeCoarse);
+    u64::try_from(t.tv_sec)
+        .unwrap_or(0)
+        .saturating_mul(1_000_000)
+        .saturating_add(u64::try_from(t.tv_nsec).unwrap_or(0) / 1_000)
 }
 
 /// Microseconds since the Unix epoch (0 if the clock is before 1970).
+#[cfg(not(target_os = "linux"))]
 pub fn now_micros() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -274,6 +312,22 @@ mod tests {
         let first = MsgId::decode(TUTORIAL[0].0).expect("tutorial id");
         assert_eq!(first.0, 28846391117174914025578208175587329);
         assert_eq!(first.timestamp_micros(), 1563765995880379);
+    }
+
+    /// A mark splits the ids given before it from those given after, even within one tick
+    /// of the coarse clock (thousands of ids share its time).
+    #[test]
+    fn a_mark_splits_the_ids_of_one_clock_tick() {
+        let ids = MsgIdGen::new("mark@test");
+        for _ in 0..50 {
+            let before: Vec<MsgId> = (0..1_000).map(|_| ids.next_id()).collect();
+            let mark = ids.mark_micros();
+            let after: Vec<MsgId> = (0..1_000).map(|_| ids.next_id()).collect();
+            assert!(before.iter().all(|id| id.timestamp_micros() < mark));
+            assert!(after.iter().all(|id| id.timestamp_micros() >= mark));
+            // Two marks in a row still split (nothing between them).
+            assert!(ids.mark_micros() >= mark);
+        }
     }
 
     #[test]

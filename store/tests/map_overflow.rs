@@ -141,6 +141,8 @@ async fn away_subscriber_gets_everything_after_restart(kind: Kind) {
     for i in 0..6_000 {
         ids.push(publish(&b, "ov/t", format!("m{i}").as_bytes()).await);
     }
+    // Messages are indexed (and moved) once their writes leave the delay line.
+    b.flush().await.expect("flush");
     let stats = b.stats();
     assert_eq!((stats.evicted, stats.moved_to_overflow), (0, 1_000));
     b.close().await.expect("close");

@@ -18,19 +18,28 @@
 //! acknowledgement. A cursor delete (unsubscribe) takes the waiting put out and is pushed
 //! under the same lock, after any put already drained.
 //!
+//! A waiting message is not in the stored-message index either: when its writes leave the
+//! line, its (message, msgid) is appended to [`DelayLine::unindexed`], under the line's lock,
+//! and the actions fold that list into the index before they read or change it
+//! (`Actions::catch_up`). So the common case (acknowledged within the window) never touches
+//! the index, and a reader of the index never misses an id whose map add was pushed.
+//!
 //! Bounds: at most [`MAX_ENTRIES`] messages wait; past it the oldest go to the writer at
 //! once. Not used for `--durability sync` (its acknowledgement waits for the writes) nor
 //! for retained messages.
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use parking_lot::Mutex;
 
+use super::publication::{Deferred, Publication};
 use crate::msgid::{MsgId, now_micros};
 use crate::op::WriteOp;
 use crate::record::AckedRecord;
+use crate::shrink::Shrink;
 use crate::writer::{Writer, WriterClosed};
 
 /// Most messages waiting in the line (about 300 B each with a small payload).
@@ -40,12 +49,18 @@ pub(super) const MAX_ENTRIES: usize = 65_536;
 /// spreads them well, and nothing a client sends chooses them.
 type FastMap<K, V> = HashMap<K, V, foldhash::fast::FixedState>;
 
+/// Maps keyed by what clients choose (topics, client ids): foldhash with a per-process seed.
+type KeyedMap<K, V> = HashMap<K, V, foldhash::quality::RandomState>;
+
+/// Messages whose map add left the line, to be indexed (see the module doc).
+pub(super) type Unindexed = Vec<(Arc<dyn Publication>, MsgId)>;
+
 #[derive(Debug)]
 struct Entry {
     /// The message's arrival (its msgid's time): it waits until `hold` after it.
     msgid: MsgId,
     /// `None` once taken out by an acknowledgement.
-    ops: Option<Vec<WriteOp>>,
+    pending: Option<Deferred>,
 }
 
 #[derive(Debug, Default)]
@@ -64,7 +79,12 @@ pub(super) struct DelayLine {
     writer: Writer,
     line: Mutex<Line>,
     /// Waiting mqtt_acked cursors: topic -> clientid -> msgid.
-    acked: Mutex<HashMap<String, HashMap<String, MsgId>>>,
+    acked: Mutex<KeyedMap<String, KeyedMap<String, MsgId>>>,
+    /// Drained messages with a map add, not yet in the index (taken by `Actions::catch_up`;
+    /// lock order: `line`, then this).
+    pub(super) unindexed: Mutex<Unindexed>,
+    /// True while `unindexed` may hold something (a hint for the publish path).
+    has_unindexed: AtomicBool,
 }
 
 impl DelayLine {
@@ -75,7 +95,9 @@ impl DelayLine {
             hold,
             writer,
             line: Mutex::new(Line::default()),
-            acked: Mutex::new(HashMap::new()),
+            acked: Mutex::new(KeyedMap::default()),
+            unindexed: Mutex::new(Vec::new()),
+            has_unindexed: AtomicBool::new(false),
         });
         if !hold.is_zero() {
             let weak: Weak<DelayLine> = Arc::downgrade(&line);
@@ -95,22 +117,38 @@ impl DelayLine {
         line
     }
 
-    /// Queues a message's writes (or pushes them at once without a hold).
-    pub(super) fn defer(&self, msgid: MsgId, ops: Vec<WriteOp>) -> Result<(), WriterClosed> {
-        if self.hold.is_zero() {
-            return ops.into_iter().try_for_each(|op| self.writer.push(op));
-        }
+    /// True if the line holds messages (a hold above zero): without one, the caller pushes
+    /// a message's writes and indexes it itself.
+    pub(super) fn holds(&self) -> bool {
+        !self.hold.is_zero()
+    }
+
+    /// Queues a message's writes (the line must hold, see [`DelayLine::holds`]).
+    pub(super) fn defer(&self, msgid: MsgId, pending: Deferred) -> Result<(), WriterClosed> {
         let mut line = self.line.lock();
         let pos = line.head + line.queue.len() as u64;
         line.queue.push_back(Entry {
             msgid,
-            ops: Some(ops),
+            pending: Some(pending),
         });
         line.live.insert(msgid, pos);
         if line.queue.len() <= MAX_ENTRIES {
             return Ok(());
         }
         self.drain_locked(&mut line, |_, len| len > MAX_ENTRIES)
+    }
+
+    /// True if drained messages may wait to be indexed.
+    pub(super) fn has_unindexed(&self) -> bool {
+        self.has_unindexed.load(Ordering::Acquire)
+    }
+
+    /// Takes the drained messages waiting to be indexed; the caller indexes them while it
+    /// holds the returned guard (so a reader that takes it next sees them indexed).
+    pub(super) fn unindexed(&self) -> parking_lot::MutexGuard<'_, Unindexed> {
+        let guard = self.unindexed.lock();
+        self.has_unindexed.store(false, Ordering::Release);
+        guard
     }
 
     /// Takes a message's writes out if they are still waiting: true if they were (they will
@@ -125,7 +163,7 @@ impl DelayLine {
         };
         let idx = (pos - line.head) as usize;
         match line.queue.get_mut(idx) {
-            Some(e) if e.msgid == msgid => e.ops.take().is_some(),
+            Some(e) if e.msgid == msgid => e.pending.take().is_some(),
             _ => false,
         }
     }
@@ -159,10 +197,9 @@ impl DelayLine {
                 }
             },
             None => {
-                acked.insert(
-                    topic.to_owned(),
-                    HashMap::from([(clientid.to_owned(), msgid)]),
-                );
+                let mut clients = KeyedMap::default();
+                clients.insert(clientid.to_owned(), msgid);
+                acked.insert(topic.to_owned(), clients);
             }
         }
         Ok(())
@@ -217,17 +254,19 @@ impl DelayLine {
                 break;
             };
             line.head += 1;
-            if let Some(ops) = entry.ops {
+            if let Some(pending) = entry.pending {
                 line.live.remove(&entry.msgid);
-                for op in ops {
+                for op in pending.ops(entry.msgid) {
                     self.writer.push(op)?;
+                }
+                if pending.map_add {
+                    self.unindexed.lock().push((pending.msg, entry.msgid));
+                    self.has_unindexed.store(true, Ordering::Release);
                 }
             }
         }
-        if line.queue.is_empty() && line.live.capacity() > 1024 {
-            line.live.shrink_to_fit();
-            line.queue.shrink_to_fit();
-        }
+        line.live.shrink_after_burst();
+        line.queue.shrink_after_burst();
         Ok(())
     }
 

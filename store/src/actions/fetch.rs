@@ -43,6 +43,10 @@ impl Actions {
         if queue.is_none() && pubsub.is_none() {
             return Ok(Vec::new());
         }
+        // Messages whose writes wait in the delay line are stored too: written and indexed
+        // now, so that the index lists them (their reads below find them after a flush).
+        self.delay.drain_all()?;
+        self.catch_up()?;
         let topics = self.topics_for(filter);
         if topics.is_empty() {
             return Ok(Vec::new());

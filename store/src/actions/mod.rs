@@ -20,6 +20,7 @@
 mod delay;
 mod fetch;
 mod mover;
+mod publication;
 mod publish;
 mod session;
 mod stored;
@@ -41,10 +42,12 @@ use crate::embedded::EmbeddedStore;
 use crate::msgid::{MsgId, MsgIdGen};
 use crate::op::WriteOp;
 use crate::record::{ClientRecord, MessageRecord, RetainRecord, SubRecord};
+use crate::shrink::Shrink;
 use crate::store::Store;
 use crate::writer::{Durable, JournalConfig, Writer, WriterConfig};
 use delay::DelayLine;
 use mover::Mover;
+pub use publication::Publication;
 pub use session::StoredSession;
 use topic_ids::TopicIds;
 pub use types::{
@@ -93,7 +96,7 @@ pub struct Actions {
     /// because they were published before it went offline (or, for a client never seen
     /// before, before it first connected). Set by client.connected from mqtt_client. Keyed
     /// by the broker's own shared client id (no copy of the string per client), and shrunk
-    /// when a burst of clients has gone (see [`shrink_after_remove`]): it is the one map of
+    /// when a burst of clients has gone (see [`crate::shrink`]): it is the one map of
     /// the store with an entry per connected client.
     replay_since: Mutex<HashMap<Arc<str>, u64>>,
     counters: Counters,
@@ -272,11 +275,12 @@ impl Actions {
                 Ok(Some(rec)) if rec.connect_state == 0 => rec.offline_at.saturating_mul(1_000_000),
                 // Recorded online: the broker stopped before recording the disconnect.
                 Ok(Some(rec)) => rec.online_at.saturating_mul(1_000_000),
-                Ok(None) => crate::msgid::now_micros(),
+                // Now, as a mark between the ids given so far and those to come.
+                Ok(None) => self.ids.mark_micros(),
                 Err(e) => {
                     self.replay_since
                         .lock()
-                        .insert(shared, crate::msgid::now_micros());
+                        .insert(shared, self.ids.mark_micros());
                     return Err(e.into());
                 }
             };
@@ -306,11 +310,15 @@ impl Actions {
         now: u64,
         session_expiry: Option<u32>,
     ) -> Result<(), ActionsError> {
-        self.delivered.lock().remove(clientid);
+        {
+            let mut delivered = self.delivered.lock();
+            delivered.remove(clientid);
+            delivered.shrink_after_burst();
+        }
         {
             let mut since = self.replay_since.lock();
             since.remove(clientid);
-            shrink_after_remove(&mut since);
+            since.shrink_after_burst();
         }
         if self.binds(Action::OnClientDisconnected) {
             self.submit(WriteOp::ClientOffline {
@@ -405,6 +413,7 @@ impl Actions {
         }
         let real = dynamq_codec::topic::parse_shared(filter).map_or(filter, |(_, f)| f);
         if self.binding(Action::OnAckedDelete, real).is_some() {
+            self.catch_up()?;
             let mut topics = vec![real.to_owned()];
             if real.contains(['+', '#']) {
                 topics.extend(
@@ -432,6 +441,7 @@ impl Actions {
     /// including the removals that finish moves to overflow items.
     pub async fn flush(&self) -> Result<(), ActionsError> {
         self.delay.drain_all()?;
+        self.catch_up()?;
         self.mover.flush().await;
         Ok(self.writer.flush().await?)
     }
@@ -479,43 +489,5 @@ impl Actions {
             too_large: c.too_large.load(Ordering::Relaxed),
             moved_to_overflow: c.moved_to_overflow.load(Ordering::Relaxed),
         }
-    }
-}
-
-/// Gives back most of a per-client map's table once it holds less than a quarter of what it
-/// has room for: a hash map keeps the capacity of its largest burst (10,000 clients that
-/// connected once and left would otherwise keep ~330 KB here). Halving at a quarter keeps
-/// the work amortized: a shrunk map has twice its entries' room, so shrinking again takes
-/// as many removals as it holds.
-fn shrink_after_remove<K: std::hash::Hash + Eq, V>(map: &mut HashMap<K, V>) {
-    if map.capacity() > 64 && map.len() < map.capacity() / 4 {
-        map.shrink_to(map.len() * 2);
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_per_client_map_gives_back_its_table_after_a_burst() {
-        let mut map: HashMap<Arc<str>, u64> = HashMap::new();
-        for i in 0..10_000u64 {
-            map.insert(Arc::from(format!("c{i}")), i);
-        }
-        let peak = map.capacity();
-        assert!(peak >= 10_000);
-        for i in 0..9_990u64 {
-            map.remove(format!("c{i}").as_str());
-            shrink_after_remove(&mut map);
-        }
-        assert_eq!(map.len(), 10);
-        assert!(
-            map.capacity() <= 64,
-            "capacity {} after the burst",
-            map.capacity()
-        );
-        // What stays is intact.
-        assert_eq!(map.get("c9995"), Some(&9_995));
     }
 }

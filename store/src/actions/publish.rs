@@ -2,6 +2,7 @@
 //! bindings say), what the store refuses before the message is routed, and what an
 //! acknowledgement removes.
 
+use super::publication::{Copied, Deferred, Publication};
 use super::*;
 
 /// The writes message.publish makes for one message.
@@ -26,25 +27,24 @@ impl Actions {
         matches!(self.store, AnyStore::Dynamo(_))
     }
 
-    /// The writes message.publish makes for `msg`, as the bindings say.
-    fn plan(&self, msg: &PublishedMessage<'_>) -> Plan {
-        let empty_retained = msg.retain && msg.payload.is_empty();
+    /// The writes message.publish makes for a message, as the bindings say.
+    fn plan(&self, topic: &str, qos: u8, retain: bool, payload_empty: bool) -> Plan {
+        let empty_retained = retain && payload_empty;
         // A retained message reaches new subscribers through mqtt_retain (on_retain_lookup).
         // Queueing it too would replay it a second time, and replay it after it was replaced
         // or deleted: so only non-retained messages are queued.
         let queue = !empty_retained
-            && msg.qos > 0
-            && !msg.retain
-            && self.binding(Action::OnMessagePublish, msg.topic).is_some();
+            && qos > 0
+            && !retain
+            && self.binding(Action::OnMessagePublish, topic).is_some();
         Plan {
-            put_retain: msg.retain
+            put_retain: retain
                 && !empty_retained
-                && self.binding(Action::OnMessageRetain, msg.topic).is_some(),
-            delete_retain: empty_retained
-                && self.binding(Action::OnRetainDelete, msg.topic).is_some(),
+                && self.binding(Action::OnMessageRetain, topic).is_some(),
+            delete_retain: empty_retained && self.binding(Action::OnRetainDelete, topic).is_some(),
             queue,
             put_msg: !empty_retained
-                && (queue || self.binding(Action::OnMessageStore, msg.topic).is_some()),
+                && (queue || self.binding(Action::OnMessageStore, topic).is_some()),
         }
     }
 
@@ -55,7 +55,7 @@ impl Actions {
         if !self.has_item_limit() {
             return Ok(());
         }
-        let plan = self.plan(msg);
+        let plan = self.plan(msg.topic, msg.qos, msg.retain, msg.payload.is_empty());
         if !(plan.put_retain || plan.put_msg) {
             return Ok(());
         }
@@ -94,68 +94,79 @@ impl Actions {
         durable: bool,
         awaiting_rel: Option<u16>,
     ) -> Result<Option<Durable>, ActionsError> {
-        let record = || MessageRecord {
-            msgid,
-            topic: msg.topic.to_owned(),
-            sender: msg.sender.to_owned(),
-            qos: msg.qos,
-            retain: msg.retain,
-            payload: msg.payload.clone(),
-            arrived: msgid.timestamp_secs(),
-            props: msg.props.clone().boxed(),
-        };
+        self.message_published_shared(Arc::new(Copied::new(&msg)), msgid, durable, awaiting_rel)
+    }
+
+    /// [`Actions::message_published`] for a message the caller shares: the delay line keeps a
+    /// reference to it, and builds its record only if it is written.
+    pub fn message_published_shared(
+        &self,
+        msg: Arc<dyn Publication>,
+        msgid: MsgId,
+        durable: bool,
+        awaiting_rel: Option<u16>,
+    ) -> Result<Option<Durable>, ActionsError> {
+        let topic = msg.topic();
         let Plan {
             put_retain,
             delete_retain,
             queue,
             put_msg,
-        } = self.plan(&msg);
-        if (put_retain || put_msg) && matches!(self.store, AnyStore::Dynamo(_)) {
-            self.check_item_size(&record())?;
+        } = self.plan(topic, msg.qos(), msg.retain(), msg.payload().is_empty());
+        if (put_retain || put_msg) && self.has_item_limit() {
+            self.check_item_size(&msg.record(msgid))?;
         }
         let mut ops = Vec::new();
         if put_retain {
-            ops.push(WriteOp::PutRetain(record()));
+            ops.push(WriteOp::PutRetain(msg.record(msgid)));
         } else if delete_retain {
             ops.push(WriteOp::DeleteRetain {
-                topic: msg.topic.to_owned(),
-            });
-        }
-        // The stored message's writes: a quick acknowledgement may cancel them (delay.rs).
-        let mut stored = Vec::new();
-        if put_msg {
-            stored.push(WriteOp::PutMsg(record()));
-        }
-        if queue {
-            stored.push(WriteOp::MapAdd {
-                topic: msg.topic.to_owned(),
-                msgids: vec![msgid],
+                topic: topic.to_owned(),
             });
         }
         if let Some(id) = awaiting_rel.filter(|_| self.keeps_awaiting_rel()) {
             ops.push(WriteOp::AwaitingRelAdd {
-                clientid: msg.sender.to_owned(),
+                clientid: msg.sender().to_owned(),
                 packet_ids: vec![id],
             });
         }
-        let durable = if durable {
-            ops.append(&mut stored);
-            (!ops.is_empty())
-                .then(|| self.writer.push_durable(ops))
-                .transpose()?
-        } else {
-            for op in ops {
-                self.submit(op)?;
+        // The stored message's writes: a quick acknowledgement may cancel them (delay.rs).
+        let stored = (put_msg || queue).then(|| Deferred {
+            msg: msg.clone(),
+            put_msg,
+            map_add: queue,
+        });
+        if durable || !self.delay.holds() {
+            if let Some(stored) = &stored {
+                ops.extend(stored.ops(msgid));
             }
-            if !stored.is_empty() {
-                self.delay.defer(msgid, stored)?;
+            let durable = if durable {
+                (!ops.is_empty())
+                    .then(|| self.writer.push_durable(ops))
+                    .transpose()?
+            } else {
+                for op in ops {
+                    self.submit(op)?;
+                }
+                None
+            };
+            if queue {
+                self.index_new(topic, msgid)?;
             }
-            None
-        };
-        if queue {
-            self.index_new(msg.topic, msgid)?;
+            return Ok(durable);
         }
-        Ok(durable)
+        for op in ops {
+            self.submit(op)?;
+        }
+        if let Some(stored) = stored {
+            self.delay.defer(msgid, stored)?;
+        }
+        // Messages whose writes left the line are indexed here too, so that a broker that
+        // only publishes keeps its index (and the list behind it) up to date.
+        if self.delay.has_unindexed() {
+            self.catch_up()?;
+        }
+        Ok(None)
     }
 
     /// message.acked (PUBACK / PUBCOMP from a subscriber) for a message with this msgid.
@@ -174,7 +185,8 @@ impl Actions {
         if queue || self.binds(Action::OnMessageFetchForPubsub) {
             self.delay.ack(topic, clientid, msgid)?;
         }
-        if queue {
+        // Acknowledged while its writes wait: they are never made, and it was never indexed.
+        if queue && !self.delay.cancel(msgid) {
             self.remove_stored(topic, vec![msgid])?;
         }
         Ok(())

@@ -13,6 +13,7 @@ use super::{Actions, ActionsError};
 use crate::msgid::MsgId;
 use crate::op::WriteOp;
 use crate::record::MessageRecord;
+use crate::shrink::Shrink;
 use crate::store::Store;
 
 impl Actions {
@@ -125,16 +126,59 @@ impl Actions {
     /// items past `map_cap_per_topic`, and evicts the topic's oldest past
     /// `max_stored_per_topic`.
     pub(super) fn index_new(&self, topic: &str, msgid: MsgId) -> Result<(), ActionsError> {
-        let (moves, evicted) = {
+        let (moves, evicted) = self.index_locked(&mut self.stored.write(), topic, msgid);
+        self.after_index(topic, moves, evicted)
+    }
+
+    /// Indexes the messages whose writes left the delay line since the last call (see
+    /// `delay.rs`): called before the index is read or changed, and on publish.
+    pub(super) fn catch_up(&self) -> Result<(), ActionsError> {
+        let mut work = Vec::new();
+        {
+            // Held while indexing: a caller that finds the list empty next sees them indexed.
+            let mut pending = self.delay.unindexed();
+            if pending.is_empty() {
+                return Ok(());
+            }
             let mut stored = self.stored.write();
-            let ids = stored.entry(topic);
-            let moves = ids.insert(msgid, self.map_cap);
-            let evicted = match self.max_stored {
-                0 => Vec::new(),
-                budget => ids.evict_over(budget),
-            };
-            (moves, evicted)
+            for (msg, id) in pending.drain(..) {
+                let (moves, evicted) = self.index_locked(&mut stored, msg.topic(), id);
+                if !moves.is_empty() || !evicted.is_empty() {
+                    work.push((msg, moves, evicted));
+                }
+            }
+            pending.shrink_after_burst();
+        }
+        for (msg, moves, evicted) in work {
+            self.after_index(msg.topic(), moves, evicted)?;
+        }
+        Ok(())
+    }
+
+    /// Adds an id to the index (locked by the caller); returns the moves to overflow items
+    /// and the evictions to write.
+    fn index_locked(
+        &self,
+        stored: &mut TopicMap<TopicIds>,
+        topic: &str,
+        msgid: MsgId,
+    ) -> (Moves, Vec<(Slot, MsgId)>) {
+        let ids = stored.entry(topic);
+        let moves = ids.insert(msgid, self.map_cap);
+        let evicted = match self.max_stored {
+            0 => Vec::new(),
+            budget => ids.evict_over(budget),
         };
+        (moves, evicted)
+    }
+
+    /// Writes what indexing an id decided: its moves, then its evictions (counted, logged).
+    fn after_index(
+        &self,
+        topic: &str,
+        moves: Moves,
+        evicted: Vec<(Slot, MsgId)>,
+    ) -> Result<(), ActionsError> {
         self.move_to_overflow(topic, moves)?;
         if evicted.is_empty() {
             return Ok(());
@@ -171,6 +215,7 @@ impl Actions {
         if ids.is_empty() {
             return Ok(());
         }
+        self.catch_up()?;
         let placed: Vec<(Slot, MsgId)> = {
             let mut stored = self.stored.write();
             let placed = match stored.get_mut(topic) {

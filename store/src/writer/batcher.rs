@@ -18,6 +18,7 @@ use super::journal::{self, Cmd, ReadBatch, Recovery, Reply};
 use super::pending::{Pending, PendingEntry};
 use super::{Counters, Msg, WriterConfig};
 use crate::op::{OpKey, WriteOp};
+use crate::shrink::Shrink;
 use crate::store::Store;
 
 mod spill;
@@ -194,6 +195,7 @@ impl<S: Store> Batcher<S> {
             self.advance_journal();
             self.update_gauges();
             self.wake_flushers();
+            self.shrink_after_burst();
             if closed
                 && self.mode == Mode::Memory
                 && self.pending.is_empty()
@@ -482,6 +484,17 @@ impl<S: Store> Batcher<S> {
                 }
             }
         }
+    }
+
+    /// Gives back the room a burst of writes grew the tables to (see [`crate::shrink`]):
+    /// 10,000 clients connecting at once leave 10,000 entries here for a moment.
+    fn shrink_after_burst(&mut self) {
+        self.pending.shrink_after_burst();
+        self.order.shrink_after_burst();
+        self.held.shrink_after_burst();
+        self.inflight.shrink_after_burst();
+        self.inflight_keys.shrink_after_burst();
+        self.waiters.shrink_after_burst();
     }
 
     fn wake_flushers(&mut self) {

@@ -74,5 +74,9 @@ fn backoff(config: &WriterConfig, attempt: u32) -> Duration {
         .min(config.backoff_max);
     // Up to +50% jitter so writers retrying after one outage do not stampede together.
     let jitter_range = (exp.as_micros() as u64 / 2).max(1);
-    exp + Duration::from_micros(crate::msgid::now_micros() % jitter_range)
+    // The precise clock's nanoseconds as the random part (the coarse one moves in ticks).
+    let noise = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::from(d.subsec_nanos()));
+    exp + Duration::from_micros(noise % jitter_range)
 }
