@@ -36,6 +36,8 @@ pub struct Broker {
     pub(crate) parker: Parker,
     /// Wakes publishers paused by flow control when a queue they wait for drains.
     pub(crate) flow: Notify,
+    /// Rate limit of the log lines for failed TLS handshakes, which a scanner can flood.
+    pub(crate) tls_failure_log: crate::log_limit::LogLimit,
     next_conn_id: AtomicU64,
 }
 
@@ -71,6 +73,7 @@ impl Broker {
             tasks: TaskTracker::new(),
             parker: Parker::default(),
             flow: Notify::new(),
+            tls_failure_log: Default::default(),
             next_conn_id: AtomicU64::new(1),
         })
     }

@@ -6,6 +6,9 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
+/// The type of every secret in the configuration (the HTTP token, the AWS credentials):
+/// its `Debug` is `<redacted>`.
+pub use dynamq_store::Secret;
 use dynamq_store::dynamo::DynamoConfig;
 use serde::Deserialize;
 
@@ -51,6 +54,14 @@ pub struct TlsFiles {
     pub cert_file: Option<PathBuf>,
     /// Its private key (PKCS#8, PKCS#1 or SEC1).
     pub key_file: Option<PathBuf>,
+    /// PEM file of the CA(s) client certificates must chain to. Set: the `tls` and `wss`
+    /// listeners require a client certificate, and a client without a valid one fails the
+    /// TLS handshake.
+    pub ca_file: Option<PathBuf>,
+    /// The subject CN of the client certificate is the client's user name, for the password
+    /// check (skipped: the certificate authenticates) and the ACL; a CONNECT user name is
+    /// ignored on the TLS listeners (Mosquitto's `use_identity_as_username`). Needs `ca_file`.
+    pub cn_as_username: bool,
 }
 
 /// Which store keeps the broker's state.
@@ -171,27 +182,6 @@ pub struct Listeners {
     /// Bearer token the HTTP endpoints but `/health*` require. Required when an `http`
     /// listener is not on loopback; once set, required on loopback too. Never logged.
     pub http_token: Option<Secret>,
-}
-
-/// A string that never shows in logs or `Debug` output.
-#[derive(Clone, Deserialize)]
-#[serde(transparent)]
-pub struct Secret(String);
-
-impl Secret {
-    pub fn new(s: String) -> Secret {
-        Secret(s)
-    }
-    /// The secret itself, for comparing it (in constant time).
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl std::fmt::Debug for Secret {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("<redacted>")
-    }
 }
 
 /// Protocol limits. Zero means "no limit" where the comment says so.
@@ -332,10 +322,13 @@ pub enum ConfigError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("config file {path}")]
+    /// Only the line number and the reason: the parser's own message quotes the line,
+    /// which may hold a secret.
+    #[error("config file {}, line {line}: {message}", path.display())]
     Parse {
         path: PathBuf,
-        source: toml::de::Error,
+        line: usize,
+        message: String,
     },
     #[error("invalid configuration: {0}")]
     Invalid(String),
@@ -348,10 +341,25 @@ impl Config {
             path: path.to_path_buf(),
             source,
         })?;
-        Config::parse(&text).map_err(|source| ConfigError::Parse {
+        Config::parse(&text).map_err(|e| ConfigError::Parse {
             path: path.to_path_buf(),
-            source,
+            line: e.span().map_or(0, |s| {
+                1 + text.as_bytes()[..s.start.min(text.len())]
+                    .iter()
+                    .filter(|b| **b == b'\n')
+                    .count()
+            }),
+            message: e.message().to_owned(),
         })
+    }
+
+    /// Whether the configuration holds a secret (the HTTP token, AWS credentials): a file
+    /// that does should be readable by its owner only.
+    pub fn holds_secret(&self) -> bool {
+        let d = &self.store.dynamo;
+        self.listeners.http_token.is_some()
+            || d.access_key_id.is_some()
+            || d.secret_access_key.is_some()
     }
 
     pub fn parse(text: &str) -> Result<Config, toml::de::Error> {
@@ -395,6 +403,13 @@ impl Config {
         {
             return Err(ConfigError::Invalid(
                 "TLS listeners need tls.cert_file and tls.key_file (--tls-cert, --tls-key)".into(),
+            ));
+        }
+        if self.tls.cn_as_username && self.tls.ca_file.is_none() {
+            return Err(ConfigError::Invalid(
+                "tls.cn_as_username (--tls-cn-as-username) needs tls.ca_file (--tls-ca): \
+                 only a verified client certificate can name its user"
+                    .into(),
             ));
         }
         if l.http_token.as_ref().is_some_and(|t| t.expose().is_empty()) {
@@ -455,6 +470,30 @@ mod tests {
         assert!(!format!("{cfg:?}").contains("s3cret"));
         cfg.listeners.http_token = Some(Secret::new(String::new()));
         assert!(cfg.validate().is_err());
+    }
+
+    #[test]
+    fn parse_errors_do_not_quote_the_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(
+            &path,
+            "[store.dynamo]\nregion = \"x\"\nsecret_access_key = \"wJalr-Secret\nx = 1\n",
+        )
+        .unwrap();
+        let err = Config::load(&path).unwrap_err();
+        let shown = format!("{err} {err:?}");
+        assert!(!shown.contains("wJalr-Secret"), "{shown}");
+        assert!(shown.contains("line 3"), "{shown}");
+        std::fs::write(
+            &path,
+            "[store.dynamo]\nsecret_access_key = \"wJalr-Secret\"\n",
+        )
+        .unwrap();
+        let cfg = Config::load(&path).unwrap();
+        assert!(cfg.holds_secret());
+        assert!(!format!("{cfg:?}").contains("wJalr-Secret"));
+        assert!(!Config::default().holds_secret());
     }
 
     #[test]

@@ -2,7 +2,8 @@
 //!
 //! The layers, each a module, depend downwards only:
 //! - `dynamq_codec` (its own crate): packets to and from bytes, no I/O.
-//! - `transport`: TCP and WebSocket listeners; a WebSocket becomes a byte stream.
+//! - `transport`: TCP, TLS and WebSocket listeners; a WebSocket becomes a byte stream; a
+//!   verified client certificate's CN can be the connection's user name.
 //! - `connection`: one task per client: CONNECT handshake, keepalive, QoS flows, batched
 //!   writes, will messages.
 //! - `session`: what outlives a connection: subscriptions, the bounded message queue,
@@ -17,7 +18,8 @@
 //! - `http`: the HTTP endpoints: metrics, health, and the REST API (`/api/v5`: clients,
 //!   subscriptions, retained messages, publish).
 //! - `sys`: the `$SYS/broker/...` topics, published through the broker like any message.
-//! - `config`: the TOML configuration.
+//! - `config`: the TOML configuration; `secrets`: the warning for a file that holds a
+//!   secret and that other users can read.
 //! - `auth`: who may connect (a Mosquitto password file) and what they may publish and
 //!   read (a Mosquitto ACL file).
 
@@ -31,6 +33,7 @@ pub(crate) mod message;
 pub mod metrics;
 pub mod persistence;
 pub(crate) mod router;
+pub mod secrets;
 pub mod server;
 pub(crate) mod session;
 pub(crate) mod sys;

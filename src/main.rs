@@ -131,6 +131,14 @@ struct ServeArgs {
     /// PEM private key for the TLS listeners.
     #[arg(long, value_name = "FILE")]
     tls_key: Option<PathBuf>,
+    /// PEM CA certificate(s): the TLS listeners then require a client certificate that
+    /// chains to one of them.
+    #[arg(long, value_name = "FILE")]
+    tls_ca: Option<PathBuf>,
+    /// The client certificate's subject CN is the user name (for the ACL; the certificate
+    /// authenticates the client, a CONNECT user name and password are ignored). Needs --tls-ca.
+    #[arg(long)]
+    tls_cn_as_username: bool,
     /// Directory of the embedded store.
     #[arg(long)]
     data_dir: Option<PathBuf>,
@@ -225,6 +233,12 @@ fn load_config(args: &ServeArgs) -> Result<(Config, Vec<Binding>)> {
     if let Some(k) = &args.tls_key {
         config.tls.key_file = Some(k.clone());
     }
+    if let Some(ca) = &args.tls_ca {
+        config.tls.ca_file = Some(ca.clone());
+    }
+    if args.tls_cn_as_username {
+        config.tls.cn_as_username = true;
+    }
     if let Some(d) = &args.data_dir {
         config.data_dir = d.clone();
     }
@@ -277,12 +291,14 @@ fn load_config(args: &ServeArgs) -> Result<(Config, Vec<Binding>)> {
     Ok((config, bindings))
 }
 
-fn init_logging(level: &str) -> Result<()> {
+/// Logs to stderr, through a writer that blanks the configured secrets out of every line
+/// (`secrets::Redacting`), whatever crate logs them.
+fn init_logging(level: &str, writer: dynamq::secrets::Redacting) -> Result<()> {
     let filter = tracing_subscriber::EnvFilter::try_new(level)
         .with_context(|| format!("invalid log level {level:?}"))?;
     tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(writer)
         .with_target(false)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
@@ -291,7 +307,15 @@ fn init_logging(level: &str) -> Result<()> {
 
 async fn serve(args: ServeArgs) -> Result<()> {
     let (config, bindings) = load_config(&args)?;
-    init_logging(&config.log_level)?;
+    init_logging(
+        &config.log_level,
+        dynamq::secrets::Redacting::for_config(&config),
+    )?;
+    for warning in
+        dynamq::secrets::exposed_files(args.config.as_deref(), args.backend_conf.as_deref())
+    {
+        tracing::warn!("{warning}");
+    }
     if config.store.kind == StoreKind::Embedded {
         std::fs::create_dir_all(&config.data_dir)
             .with_context(|| format!("cannot create data dir {}", config.data_dir.display()))?;
@@ -340,7 +364,7 @@ fn tables_config(t: &TablesTarget) -> Result<Config> {
 }
 
 async fn tables(cmd: TablesCommand) -> Result<()> {
-    init_logging("warn")?;
+    init_logging("warn", Default::default())?;
     match cmd {
         TablesCommand::Create { target, billing } => {
             let billing = match billing.as_str() {
@@ -405,7 +429,7 @@ fn log_auth(auth: &Auth, config: &Config, why: &str) {
     }
 }
 
-/// Waits for SIGTERM or Ctrl-C; SIGHUP meanwhile reads the password file again.
+/// Waits for SIGTERM or Ctrl-C; SIGHUP meanwhile reads the password and ACL files again.
 async fn wait_for_signal(broker: &Broker) {
     #[cfg(unix)]
     {
@@ -421,11 +445,7 @@ async fn wait_for_signal(broker: &Broker) {
             tokio::select! {
                 _ = tokio::signal::ctrl_c() => return,
                 _ = term.recv() => return,
-                _ = hup.recv() => match broker.auth.reload_passwords() {
-                    Ok(Some(users)) => tracing::info!(users, "password file reloaded"),
-                    Ok(None) => tracing::info!("SIGHUP: no password file to reload"),
-                    Err(e) => tracing::error!("password file not reloaded, the users loaded before stay: {e}"),
-                },
+                _ = hup.recv() => reload_auth(&broker.auth),
             }
         }
     }
@@ -433,6 +453,23 @@ async fn wait_for_signal(broker: &Broker) {
     {
         let _ = broker;
         let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+/// SIGHUP: reads the password file and the ACL file again. A file with an error leaves what
+/// was loaded from it before in force (logged).
+fn reload_auth(auth: &Auth) {
+    match auth.reload_passwords() {
+        Ok(Some(users)) => tracing::info!(users, "password file reloaded"),
+        Ok(None) => tracing::info!("SIGHUP: no password file to reload"),
+        Err(e) => {
+            tracing::error!("password file not reloaded, the users loaded before stay: {e}")
+        }
+    }
+    match auth.reload_acl() {
+        Ok(Some(clients)) => tracing::info!(clients, "ACL file reloaded"),
+        Ok(None) => tracing::info!("SIGHUP: no ACL file to reload"),
+        Err(e) => tracing::error!("ACL file not reloaded, the rules loaded before stay: {e}"),
     }
 }
 

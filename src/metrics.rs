@@ -41,6 +41,7 @@ counters! {
     store_read_timeouts, inc_store_read_timeouts, "Store reads (session lookup at CONNECT, stored-message fetch on SUBSCRIBE) that missed store.read_timeout_ms: the CONNACK or SUBACK went without them, and they were acted on when they completed.";
     hibernations, inc_hibernations, "Times an idle connection hibernated (gave up its task until woken).";
     auth_failures, inc_auth_failures, "CONNECTs refused for a wrong or unknown user name or password.";
+    tls_handshake_failures, inc_tls_handshake_failures, "TLS handshakes that failed (no client certificate or one the CA does not sign where one is required, not TLS, timed out).";
     auth_anonymous_refused, inc_auth_anonymous_refused, "CONNECTs without a user name refused (anonymous clients not allowed).";
     acl_denied_publish, inc_acl_denied_publish, "PUBLISHes the ACL did not let their client write (dropped; v5: reason 0x87).";
     acl_denied_subscribe, inc_acl_denied_subscribe, "Subscriptions the ACL refused (SUBACK 0x80 / v5 0x87).";

@@ -54,9 +54,14 @@ pub async fn start(broker: &Arc<Broker>) -> Result<Bound, StartError> {
         }
     });
     let l = &broker.config.listeners;
-    let acceptor = match (&broker.config.tls.cert_file, &broker.config.tls.key_file) {
+    let t = &broker.config.tls;
+    let acceptor = match (&t.cert_file, &t.key_file) {
         (Some(cert), Some(key)) if !l.tls.is_empty() || !l.wss.is_empty() => {
-            Some(tls::acceptor(cert, key)?)
+            Some(tls::acceptor(tls::TlsFiles {
+                cert,
+                key,
+                client_ca: t.ca_file.as_deref(),
+            })?)
         }
         _ => None,
     };
@@ -110,7 +115,7 @@ pub async fn start(broker: &Arc<Broker>) -> Result<Bound, StartError> {
                 broker.tasks.spawn(tcp::accept_loop(b, listener, serve_ws));
             }
             (Kind::Tls, Some(acc)) => {
-                tracing::info!("MQTT over TLS on {local}");
+                tracing::info!("MQTT over TLS on {local}{}", client_certs(broker));
                 bound.tls.push(local);
                 broker
                     .tasks
@@ -119,7 +124,10 @@ pub async fn start(broker: &Arc<Broker>) -> Result<Bound, StartError> {
                     }));
             }
             (Kind::Wss, Some(acc)) => {
-                tracing::info!("MQTT over WebSocket over TLS on wss://{local}{path}");
+                tracing::info!(
+                    "MQTT over WebSocket over TLS on wss://{local}{path}{}",
+                    client_certs(broker)
+                );
                 bound.wss.push(local);
                 broker
                     .tasks
@@ -142,37 +150,78 @@ enum Kind {
     Wss,
 }
 
+/// What the start-up line of a TLS listener says about client certificates.
+fn client_certs(broker: &Broker) -> &'static str {
+    match (&broker.config.tls.ca_file, broker.config.tls.cn_as_username) {
+        (None, _) => "",
+        (Some(_), false) => " (client certificate required)",
+        (Some(_), true) => " (client certificate required; its CN is the user name)",
+    }
+}
+
 async fn serve_tcp(broker: Arc<Broker>, stream: TcpStream, peer: SocketAddr) {
-    connection::serve(broker, stream, peer.to_string()).await;
+    connection::serve(broker, stream, peer.to_string(), None).await;
 }
 
 async fn serve_ws(broker: Arc<Broker>, stream: TcpStream, peer: SocketAddr) {
     let path = broker.config.listeners.ws_path.clone();
     match ws::accept(stream, &path, broker.config.mqtt.max_packet_size).await {
-        Ok(ws) => connection::serve(broker, ws, format!("ws://{peer}")).await,
+        Ok(ws) => connection::serve(broker, ws, format!("ws://{peer}"), None).await,
         Err(e) => tracing::info!(peer = %peer, "WebSocket handshake failed: {e}"),
     }
 }
 
 async fn serve_tls(broker: Arc<Broker>, stream: TcpStream, peer: SocketAddr, acc: TlsAcceptor) {
-    match tls::accept(&acc, stream).await {
-        Ok(tls) => connection::serve(broker, tls, format!("tls://{peer}")).await,
-        Err(e) => tracing::info!(peer = %peer, "TLS handshake failed: {e}"),
-    }
+    let Some((tls, identity)) = tls_handshake(&broker, &acc, stream, peer).await else {
+        return;
+    };
+    connection::serve(broker, tls, format!("tls://{peer}"), identity).await;
 }
 
 async fn serve_wss(broker: Arc<Broker>, stream: TcpStream, peer: SocketAddr, acc: TlsAcceptor) {
-    let tls = match tls::accept(&acc, stream).await {
-        Ok(tls) => tls,
-        Err(e) => {
-            tracing::info!(peer = %peer, "TLS handshake failed: {e}");
-            return;
-        }
+    let Some((tls, identity)) = tls_handshake(&broker, &acc, stream, peer).await else {
+        return;
     };
     let path = broker.config.listeners.ws_path.clone();
     match ws::accept(tls, &path, broker.config.mqtt.max_packet_size).await {
-        Ok(ws) => connection::serve(broker, ws, format!("wss://{peer}")).await,
+        Ok(ws) => connection::serve(broker, ws, format!("wss://{peer}"), identity).await,
         Err(e) => tracing::info!(peer = %peer, "WebSocket handshake failed: {e}"),
+    }
+}
+
+/// The TLS handshake, and with `tls.cn_as_username` the client certificate's CN (the
+/// identity the connection authenticates as). A failure (no client certificate, or one that
+/// does not chain to `tls.ca_file`, or not TLS at all) is counted and logged at most once a
+/// second with the peer's address; so is a verified certificate without a CN when the CN is
+/// to be the user name (the connection is then closed: it has no identity to act as).
+async fn tls_handshake(
+    broker: &Broker,
+    acc: &TlsAcceptor,
+    stream: TcpStream,
+    peer: SocketAddr,
+) -> Option<(tokio_rustls::server::TlsStream<TcpStream>, Option<Arc<str>>)> {
+    let failed = |why: &dyn std::fmt::Display| {
+        broker.metrics.inc_tls_handshake_failures();
+        if let Some(suppressed) = broker.tls_failure_log.admit() {
+            tracing::info!(peer = %peer, suppressed, "TLS handshake failed: {why}");
+        }
+    };
+    let tls = match tls::accept(acc, stream).await {
+        Ok(tls) => tls,
+        Err(e) => {
+            failed(&e);
+            return None;
+        }
+    };
+    if !broker.config.tls.cn_as_username {
+        return Some((tls, None));
+    }
+    match tls::peer_common_name(&tls) {
+        Some(cn) => Some((tls, Some(cn))),
+        None => {
+            failed(&"the client certificate has no subject CN to use as the user name");
+            None
+        }
     }
 }
 

@@ -77,8 +77,32 @@ pub struct Connect {
     pub client_id: String,
     pub will: Option<LastWill>,
     pub username: Option<String>,
-    pub password: Option<Bytes>,
+    pub password: Option<Password>,
     pub properties: ConnectProperties,
+}
+
+/// A CONNECT password. Its `Debug` shows `<redacted>`, so that logging a `Connect` (or a
+/// `Packet`) with `{:?}` cannot reveal it; the bytes are reached through `Deref`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Password(pub Bytes);
+
+impl std::ops::Deref for Password {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl From<Bytes> for Password {
+    fn from(b: Bytes) -> Password {
+        Password(b)
+    }
+}
+
+impl std::fmt::Debug for Password {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Default)]

@@ -136,7 +136,7 @@ fn connect(protocol: Protocol) -> impl Strategy<Value = Packet> {
                     client_id,
                     will,
                     username,
-                    password,
+                    password: password.map(Password),
                     properties: if v5 {
                         properties
                     } else {

@@ -34,7 +34,7 @@ fn samples(protocol: Protocol) -> Vec<Packet> {
         client_id: "c1".into(),
         will: None,
         username: Some("u".into()),
-        password: Some(Bytes::from_static(b"p")),
+        password: Some(Bytes::from_static(b"p").into()),
         properties: Default::default(),
     };
     vec![

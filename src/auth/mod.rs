@@ -3,7 +3,8 @@
 //!
 //! - `password`: the password file, its two hash formats, and writing it (`dynamq passwd`).
 //! - `acl`: the ACL file and the rules it gives one client (`ClientRules`), compiled once
-//!   at CONNECT so that a check is a walk over that client's few rules.
+//!   at CONNECT (and again when SIGHUP reloads the file) so that a check is a walk over
+//!   that client's few rules.
 //! - `throttle`: refusals of repeated failures from one address wait longer and longer.
 //!
 //! `Auth` holds what the broker needs at run time. Without an ACL file nothing is checked
@@ -70,12 +71,27 @@ pub struct Auth {
 /// The ACL file and the rules of each client it was compiled for.
 #[derive(Debug)]
 struct AclState {
-    acl: Acl,
+    /// Where the ACL file is, to read it again on SIGHUP.
+    path: PathBuf,
+    /// The rules read from it. A reload replaces them and recompiles every admitted
+    /// client's rules while holding the write lock; `admit` compiles and records a client's
+    /// rules under the read lock, so that no client keeps rules of the file replaced.
+    acl: RwLock<Acl>,
     /// The rules of the client that owns each session, set at CONNECT, so that a delivery
     /// to a session (online or away) is checked against the rules of its client. Removed
-    /// when the session ends. The session is kept (weakly) with them so that the end of an
-    /// old session cannot remove the rules of a new one with the same client id.
-    clients: DashMap<ClientId, (Weak<Session>, Arc<ClientRules>)>,
+    /// when the session ends.
+    clients: DashMap<ClientId, Admitted>,
+}
+
+/// A client whose rules were compiled, and what they were compiled from.
+#[derive(Debug)]
+struct Admitted {
+    /// Kept (weakly) with the rules so that the end of an old session cannot remove the
+    /// rules of a new one with the same client id.
+    session: Weak<Session>,
+    /// The user name the client connected as, to compile its rules again on a reload.
+    username: Option<Arc<str>>,
+    rules: Arc<ClientRules>,
 }
 
 impl Auth {
@@ -104,7 +120,8 @@ impl Auth {
         };
         let acl = match &cfg.acl_file {
             Some(p) => Some(AclState {
-                acl: Acl::load(p)?,
+                acl: RwLock::new(Acl::load(p)?),
+                path: p.clone(),
                 clients: DashMap::new(),
             }),
             None => None,
@@ -149,7 +166,11 @@ impl Auth {
     /// True if an ACL file has `user` sections while no password file verifies user names:
     /// any client can then claim any user's rules (worth a warning at start).
     pub fn acl_users_unverified(&self) -> bool {
-        self.passwords.is_none() && self.acl.as_ref().is_some_and(|a| a.acl.has_user_sections())
+        self.passwords.is_none()
+            && self
+                .acl
+                .as_ref()
+                .is_some_and(|a| a.acl.read().has_user_sections())
     }
 
     /// Reads the password file again (SIGHUP). On an error the users loaded before stay.
@@ -160,6 +181,26 @@ impl Auth {
         let fresh = PasswordFile::load(path)?;
         let n = fresh.len();
         *lock.write() = Arc::new(fresh);
+        Ok(Some(n))
+    }
+
+    /// Reads the ACL file again (SIGHUP) and recompiles the rules of every client admitted,
+    /// so that connected clients and sessions away are checked against the new rules from
+    /// their next check on. Returns the number of clients whose rules were recompiled
+    /// (`None` without an ACL file). On an error the rules loaded before stay.
+    pub fn reload_acl(&self) -> Result<Option<usize>, AclFileError> {
+        let Some(state) = &self.acl else {
+            return Ok(None);
+        };
+        let fresh = Acl::load(&state.path)?;
+        let mut acl = state.acl.write();
+        *acl = fresh;
+        let mut n = 0;
+        for mut e in state.clients.iter_mut() {
+            let rules = acl.for_client(e.key().as_str(), e.username.as_deref());
+            e.rules = Arc::new(rules);
+            n += 1;
+        }
         Ok(Some(n))
     }
 
@@ -215,10 +256,17 @@ impl Auth {
     pub(crate) fn admit(&self, session: &Arc<Session>, username: Option<&str>) {
         let Some(state) = &self.acl else { return };
         let client_id = &session.client_id;
-        let rules = Arc::new(state.acl.for_client(client_id.as_str(), username));
-        state
-            .clients
-            .insert(client_id.clone(), (Arc::downgrade(session), rules));
+        // Held until the rules are recorded: a reload waits, then recompiles them too.
+        let acl = state.acl.read();
+        let rules = Arc::new(acl.for_client(client_id.as_str(), username));
+        state.clients.insert(
+            client_id.clone(),
+            Admitted {
+                session: Arc::downgrade(session),
+                username: username.map(Arc::from),
+                rules,
+            },
+        );
     }
 
     /// The rules of the client connected to `session`, for what it publishes and subscribes
@@ -228,7 +276,7 @@ impl Auth {
     pub(crate) fn rules(&self, session: &Arc<Session>) -> Option<Arc<ClientRules>> {
         let state = self.acl.as_ref()?;
         Some(match state.clients.get(&session.client_id) {
-            Some(e) if same(&e.0, session) => e.1.clone(),
+            Some(e) if same(&e.session, session) => e.rules.clone(),
             _ => Arc::new(ClientRules::default()),
         })
     }
@@ -238,7 +286,7 @@ impl Auth {
         if let Some(state) = &self.acl {
             state
                 .clients
-                .remove_if(&session.client_id, |_, (s, _)| same(s, session));
+                .remove_if(&session.client_id, |_, a| same(&a.session, session));
         }
     }
 
@@ -266,7 +314,7 @@ impl DeliveryCheck<'_> {
         self.state
             .clients
             .get(&session.client_id)
-            .is_some_and(|e| same(&e.0, session) && e.1.allows(topic, Want::Read))
+            .is_some_and(|e| same(&e.session, session) && e.rules.allows(topic, Want::Read))
     }
 }
 
@@ -396,5 +444,34 @@ mod tests {
         // Without an ACL, nothing to check.
         assert!(Auth::open().rules(&old).is_none());
         assert!(Auth::open().delivery_check().is_none());
+    }
+
+    #[test]
+    fn reloaded_acl_applies_to_admitted_clients() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("acl");
+        std::fs::write(&path, "user u\ntopic readwrite a/#\n").unwrap();
+        let cfg = AuthSection {
+            acl_file: Some(path.clone()),
+            ..AuthSection::default()
+        };
+        let (a, _) = Auth::from_config(&cfg, &listeners(&["127.0.0.1:1"])).unwrap();
+        let s = Arc::new(Session::new(ClientId::new("c")));
+        a.admit(&s, Some("u"));
+        assert!(a.rules(&s).unwrap().allows("a/x", Want::Write));
+        assert!(!a.rules(&s).unwrap().allows("b/x", Want::Write));
+        // The new file takes effect for the client already admitted, deliveries included.
+        std::fs::write(&path, "user u\ntopic readwrite b/#\n").unwrap();
+        assert_eq!(a.reload_acl().unwrap(), Some(1));
+        assert!(!a.rules(&s).unwrap().allows("a/x", Want::Write));
+        assert!(a.rules(&s).unwrap().allows("b/x", Want::Write));
+        assert!(a.delivery_check().unwrap().may_read(&s, "b/y"));
+        // A broken file keeps the rules in force, and says which line.
+        std::fs::write(&path, "user u\nbogus b/#\n").unwrap();
+        let err = a.reload_acl().unwrap_err().to_string();
+        assert!(err.contains("line 2"), "{err}");
+        assert!(a.rules(&s).unwrap().allows("b/x", Want::Write));
+        // Without an ACL file there is nothing to reload.
+        assert_eq!(Auth::open().reload_acl().unwrap(), None);
     }
 }

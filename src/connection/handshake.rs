@@ -22,11 +22,12 @@ use crate::broker::Broker;
 use crate::transport::Transport;
 
 /// Runs the handshake on an accepted stream. `None`: the connection ended during it
-/// (refused, closed, or broke a rule, each logged).
+/// (refused, closed, or broke a rule, each logged). `identity`: see `connection::serve`.
 pub(super) async fn handshake<S: Transport>(
     broker: Arc<Broker>,
     stream: S,
     peer: String,
+    identity: Option<Arc<str>>,
 ) -> Option<Conn<ReadHalf<S>, WriteHalf<S>>> {
     let can_hibernate = stream.can_hibernate();
     broker.metrics.inc_connections_accepted();
@@ -76,10 +77,20 @@ pub(super) async fn handshake<S: Transport>(
         }
     };
 
-    if let Err(ack) = connect::authenticate(&broker, &connect, &accepted.client_id, &peer).await {
-        last_words(&mut writer, ack, protocol).await;
-        return None;
-    }
+    // A verified certificate's CN is the user name, whatever the CONNECT says (as with
+    // Mosquitto's use_identity_as_username); the certificate has authenticated it.
+    let username: Option<&str> = match &identity {
+        Some(cn) => Some(cn),
+        None => {
+            let checked =
+                connect::authenticate(&broker, &connect, &accepted.client_id, &peer).await;
+            if let Err(ack) = checked {
+                last_words(&mut writer, ack, protocol).await;
+                return None;
+            }
+            connect.username.as_deref()
+        }
+    };
 
     let conn_id = broker.next_conn_id();
     let clean_start = connect.clean_start;
@@ -87,7 +98,7 @@ pub(super) async fn handshake<S: Transport>(
         connect::attach(&broker, &accepted.client_id, clean_start, conn_id).await;
     session.with_state(|st| st.expiry_interval = accepted.session_expiry);
     // After attach, which may end an old session of the same client (and forget its rules).
-    broker.auth.admit(&session, connect.username.as_deref());
+    broker.auth.admit(&session, username);
 
     let neg = negotiate(&broker, *connect, &accepted);
     let io = Io {

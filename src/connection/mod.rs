@@ -118,9 +118,17 @@ struct Io<R, W> {
 }
 
 /// Serves one accepted connection until it ends. Never panics on client input; every
-/// violation is logged with the client id and the statement it breaks.
-pub(crate) async fn serve<S: Transport>(broker: Arc<Broker>, stream: S, peer: String) {
-    if let Some(conn) = handshake::handshake(broker, stream, peer).await {
+/// violation is logged with the client id and the statement it breaks. `identity`: the user
+/// name the transport has verified (a client certificate's CN, `tls.cn_as_username`); it
+/// replaces the CONNECT's user name and needs no password. Only the handshake holds it, so
+/// a running connection is no larger for it.
+pub(crate) async fn serve<S: Transport>(
+    broker: Arc<Broker>,
+    stream: S,
+    peer: String,
+    identity: Option<Arc<str>>,
+) {
+    if let Some(conn) = handshake::handshake(broker, stream, peer, identity).await {
         drive(conn).await;
     }
 }

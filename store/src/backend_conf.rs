@@ -20,6 +20,7 @@ use serde::Deserialize;
 
 use crate::binding::{Action, Binding, Event, parse_duration};
 use crate::dynamo::DynamoConfig;
+use crate::secret::Secret;
 
 /// A parsed backend config file.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -33,27 +34,22 @@ pub struct BackendConf {
     pub bindings: Vec<Binding>,
 }
 
-/// One connection pool. `Debug` redacts the credentials.
-#[derive(Clone, Default, PartialEq, Eq)]
+/// One connection pool. The credentials are [`Secret`]s: `Debug` redacts them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PoolConf {
     pub server: Option<String>,
     pub pool_size: Option<usize>,
-    pub aws_access_key_id: Option<String>,
-    pub aws_secret_access_key: Option<String>,
+    pub aws_access_key_id: Option<Secret>,
+    pub aws_secret_access_key: Option<Secret>,
 }
 
-impl std::fmt::Debug for PoolConf {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let redact = |v: &Option<String>| v.as_ref().map(|_| "<redacted>");
-        f.debug_struct("PoolConf")
-            .field("server", &self.server)
-            .field("pool_size", &self.pool_size)
-            .field("aws_access_key_id", &redact(&self.aws_access_key_id))
-            .field(
-                "aws_secret_access_key",
-                &redact(&self.aws_secret_access_key),
-            )
-            .finish()
+impl BackendConf {
+    /// Whether the file gives AWS credentials (a file that does should be readable by its
+    /// owner only).
+    pub fn holds_secret(&self) -> bool {
+        self.pools
+            .values()
+            .any(|p| p.aws_access_key_id.is_some() || p.aws_secret_access_key.is_some())
     }
 }
 
@@ -129,7 +125,8 @@ impl BackendConf {
             }
             let (key, value) = line
                 .split_once('=')
-                .ok_or_else(|| err(format!("expected `key = value`, found {line:?}")))?;
+                // The line itself is not repeated: it may hold a secret key.
+                .ok_or_else(|| err("expected `key = value`".to_owned()))?;
             let (key, value) = (key.trim(), unquote(value.trim()));
             let rest = key
                 .strip_prefix(PREFIX)
@@ -161,8 +158,8 @@ impl BackendConf {
                         })?;
                         p.pool_size = Some(n);
                     }
-                    "aws_access_key_id" => p.aws_access_key_id = Some(value.to_owned()),
-                    "aws_secret_access_key" => p.aws_secret_access_key = Some(value.to_owned()),
+                    "aws_access_key_id" => p.aws_access_key_id = Some(value.into()),
+                    "aws_secret_access_key" => p.aws_secret_access_key = Some(value.into()),
                     other => return Err(err(format!("unknown pool setting {other:?} in {key:?}"))),
                 }
             } else {

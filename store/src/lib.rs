@@ -13,6 +13,7 @@
 //! - [`binding`]: which [`Event`] runs which [`Action`] ([`Binding`]: EMQX's "hook");
 //!   [`backend_conf`]: the tutorial's `backend.dynamo.*` file, read into bindings.
 //! - [`actions`]: [`Actions`], what the broker calls on each event.
+//! - [`secret`]: [`Secret`], the type of the credentials, whose `Debug` redacts them.
 //!
 //! # The broker's API: [`Actions`]
 //! ```text
@@ -61,6 +62,7 @@ pub mod error;
 pub mod msgid;
 pub mod op;
 pub mod record;
+pub mod secret;
 mod shrink;
 pub mod store;
 pub mod tables;
@@ -74,5 +76,6 @@ pub use any::AnyStore;
 pub use binding::{Action, Binding, Event, default_bindings};
 pub use error::StoreError;
 pub use msgid::{MsgId, MsgIdGen};
+pub use secret::Secret;
 pub use store::Store;
 pub use writer::{Durable, NotStored, Writer, WriterConfig, WriterStats};

@@ -3,6 +3,7 @@
 use std::path::Path;
 use std::time::Duration;
 
+use dynamq_store::Secret;
 use dynamq_store::backend_conf::BackendConf;
 use dynamq_store::binding::{Action, Event, default_bindings};
 
@@ -20,11 +21,11 @@ fn tutorial_config_block_parses() {
     assert_eq!(pool.server.as_deref(), Some("http://localhost:8000"));
     assert_eq!(pool.pool_size, Some(8));
     assert_eq!(
-        pool.aws_access_key_id.as_deref(),
+        pool.aws_access_key_id.as_ref().map(Secret::expose),
         Some("AKIAU5IM2XOC7AQWG7HK")
     );
     assert_eq!(
-        pool.aws_secret_access_key.as_deref(),
+        pool.aws_secret_access_key.as_ref().map(Secret::expose),
         Some("TZt7XoRi+vtCJYQ9YsAinh19jR1rngm/hxZMWR2P")
     );
     assert_eq!(conf.bindings.len(), 10);

@@ -26,8 +26,8 @@ fn refused_endpoint() -> String {
 fn config(endpoint: String, with_keys: bool) -> DynamoConfig {
     DynamoConfig {
         endpoint: Some(endpoint),
-        access_key_id: with_keys.then(|| "AKIDTEST".to_owned()),
-        secret_access_key: with_keys.then(|| "test-secret".to_owned()),
+        access_key_id: with_keys.then(|| "AKIDTEST".into()),
+        secret_access_key: with_keys.then(|| "test-secret".into()),
         ..DynamoConfig::default()
     }
 }

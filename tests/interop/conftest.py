@@ -72,7 +72,8 @@ class Broker:
     def __init__(self, data_dir: Path, *, max_keepalive: int | None = None,
                  max_packet_size: int | None = None, persistence: bool = False,
                  extra_args: tuple[str, ...] = (), password_file: Path | None = None,
-                 acl_file: Path | None = None, allow_anonymous: bool | None = None):
+                 acl_file: Path | None = None, allow_anonymous: bool | None = None,
+                 log_level: str = "info"):
         self.kind = BROKER
         self.data_dir = data_dir
         self.max_keepalive = max_keepalive
@@ -84,6 +85,8 @@ class Broker:
         self.password_file = password_file
         self.acl_file = acl_file
         self.allow_anonymous = allow_anonymous
+        # dynamq only: --log-level (e.g. "trace" for a run whose whole log is searched)
+        self.log_level = log_level
         self.port = free_port()
         self.ws_port = free_port()
         self.log_path = data_dir / "broker.stderr"
@@ -123,7 +126,7 @@ class Broker:
             pytest.fail(f"{DYNAMQ} does not exist: run cargo build --release "
                         "(or DYNAMQ_TEST_BROKER=mosquitto to run the suite against Mosquitto)")
         cmd = [str(DYNAMQ), "serve", "--tcp", f"127.0.0.1:{self.port}", "--ws", f"127.0.0.1:{self.ws_port}",
-               "--data-dir", str(self.data_dir / "data"), "--log-level", "info"]
+               "--data-dir", str(self.data_dir / "data"), "--log-level", self.log_level]
         if self.max_keepalive is not None:
             cmd += ["--max-keepalive", str(self.max_keepalive)]
         if self.max_packet_size is not None:

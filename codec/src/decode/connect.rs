@@ -4,8 +4,8 @@ use bytes::Bytes;
 
 use crate::error::DecodeError;
 use crate::packet::{
-    ConnAck, ConnAckProperties, Connect, ConnectProperties, LastWill, Packet, Protocol, QoS,
-    WillProperties,
+    ConnAck, ConnAckProperties, Connect, ConnectProperties, LastWill, Packet, Password, Protocol,
+    QoS, WillProperties,
 };
 use crate::properties;
 use crate::reason::{ReasonCode, ReasonContext};
@@ -113,7 +113,7 @@ pub(super) fn connect(
         None
     };
     let password = if has_password {
-        Some(r.binary()?)
+        Some(Password(r.binary()?))
     } else {
         None
     };

@@ -46,7 +46,7 @@ pub(super) fn connect<S: Sink>(c: &Connect, s: &mut S) {
         s.string(u);
     }
     if let Some(p) = &c.password {
-        s.binary(p);
+        s.binary(&p.0);
     }
 }
 

@@ -74,8 +74,8 @@ pub async fn connect(config: &DynamoConfig) -> DynamoClient {
     }
     if let (Some(id), Some(secret)) = (&config.access_key_id, &config.secret_access_key) {
         loader = loader.credentials_provider(Credentials::new(
-            id.clone(),
-            secret.clone(),
+            id.expose(),
+            secret.expose(),
             None,
             None,
             "dynamq-config",

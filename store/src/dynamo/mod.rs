@@ -25,14 +25,15 @@ use crate::error::StoreError;
 use crate::msgid::MsgId;
 use crate::op::{Table, WriteOp};
 use crate::record::{ClientRecord, MessageRecord, RetainRecord, SubRecord};
+use crate::secret::Secret;
 use crate::store::{Store, WriteFailure};
 pub use client::{DynamoClient, Target, connect};
 pub(crate) use error::{build_error as build_error_pub, sdk_error};
 use item::Item;
 
-/// How to reach DynamoDB. `Debug` redacts the credentials. Deserializes from the broker's
-/// `[store.dynamo]` TOML section (unknown keys are errors).
-#[derive(Clone, serde::Deserialize)]
+/// How to reach DynamoDB. The credentials are [`Secret`]s: `Debug` redacts them.
+/// Deserializes from the broker's `[store.dynamo]` TOML section (unknown keys are errors).
+#[derive(Clone, Debug, serde::Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct DynamoConfig {
     /// AWS region, e.g. `us-west-2` (required by the SDK even for a local server).
@@ -43,8 +44,8 @@ pub struct DynamoConfig {
     /// Concurrent write requests (the tutorial's `pool_size`).
     pub pool_size: usize,
     /// Static credentials; when `None`, the standard chain (environment, profile, IMDS, ...).
-    pub access_key_id: Option<String>,
-    pub secret_access_key: Option<String>,
+    pub access_key_id: Option<Secret>,
+    pub secret_access_key: Option<Secret>,
     /// Prepended to the six table names (default empty).
     pub table_prefix: String,
 }
@@ -59,20 +60,6 @@ impl Default for DynamoConfig {
             secret_access_key: None,
             table_prefix: String::new(),
         }
-    }
-}
-
-impl std::fmt::Debug for DynamoConfig {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let redact = |v: &Option<String>| v.as_ref().map(|_| "<redacted>");
-        f.debug_struct("DynamoConfig")
-            .field("region", &self.region)
-            .field("endpoint", &self.endpoint)
-            .field("pool_size", &self.pool_size)
-            .field("access_key_id", &redact(&self.access_key_id))
-            .field("secret_access_key", &redact(&self.secret_access_key))
-            .field("table_prefix", &self.table_prefix)
-            .finish()
     }
 }
 
