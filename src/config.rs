@@ -33,8 +33,9 @@ pub struct Config {
     pub auth: AuthSection,
 }
 
-/// Authentication and authorization, in Mosquitto's file formats.
-#[derive(Debug, Clone, Default, Deserialize)]
+/// Authentication and authorization, in Mosquitto's file formats, and in the store
+/// (mqtt_user, mqtt_acl).
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AuthSection {
     /// Mosquitto password file (`user:$7$...` or `$6$`); unset: user names are not checked.
@@ -44,6 +45,28 @@ pub struct AuthSection {
     /// Whether clients without a user name may connect. Unset: only while every listener
     /// is on a loopback address.
     pub allow_anonymous: Option<bool>,
+    /// Users are also looked up in the store's mqtt_user table (`dynamq user add`), after
+    /// the password file if there is one.
+    pub user_store: bool,
+    /// ACL rules are also read from the store's mqtt_acl table (`dynamq acl add`).
+    pub acl_store: bool,
+    /// Seconds a user read from the store is kept in memory, and between two reads of the
+    /// store's ACL rules: a `dynamq user del` or `acl add|del` takes effect on every node
+    /// within this time.
+    pub cache_secs: u64,
+}
+
+impl Default for AuthSection {
+    fn default() -> Self {
+        AuthSection {
+            password_file: None,
+            acl_file: None,
+            allow_anonymous: None,
+            user_store: false,
+            acl_store: false,
+            cache_secs: 30,
+        }
+    }
 }
 
 /// PEM files for TLS listeners.
@@ -410,6 +433,18 @@ impl Config {
                 "tls.cn_as_username (--tls-cn-as-username) needs tls.ca_file (--tls-ca): \
                  only a verified client certificate can name its user"
                     .into(),
+            ));
+        }
+        let a = &self.auth;
+        if (a.user_store || a.acl_store) && self.store.kind == StoreKind::None {
+            return Err(ConfigError::Invalid(
+                "auth.user_store and auth.acl_store need a store (store.kind embedded or dynamo)"
+                    .into(),
+            ));
+        }
+        if (a.user_store || a.acl_store) && a.cache_secs == 0 {
+            return Err(ConfigError::Invalid(
+                "auth.cache_secs must be at least 1".into(),
             ));
         }
         if l.http_token.as_ref().is_some_and(|t| t.expose().is_empty()) {

@@ -1,4 +1,8 @@
-//! The `dynamq` command: `dynamq serve` runs the broker.
+//! The `dynamq` command: `dynamq serve` runs the broker; `tables`, `passwd`, `user` and
+//! `acl` administer its tables, password files, and the users and ACL rules in the store
+//! (`users_cli`).
+
+mod users_cli;
 
 /// jemalloc, with its background thread returning freed pages to the system within about a
 /// second. With glibc's malloc, the memory of a connection's task, freed when the
@@ -46,6 +50,12 @@ enum Command {
     Tables(TablesCommand),
     /// Add a user to a password file, or change its password (Mosquitto's format, $7$).
     Passwd(PasswdArgs),
+    /// Users kept in the store (mqtt_user), for `serve --user-store`.
+    #[command(subcommand)]
+    User(users_cli::UserCommand),
+    /// ACL rules kept in the store (mqtt_acl), for `serve --acl-store`.
+    #[command(subcommand)]
+    Acl(users_cli::AclCommand),
 }
 
 #[derive(Args)]
@@ -177,6 +187,16 @@ struct ServeArgs {
     /// is on loopback).
     #[arg(long, value_name = "BOOL")]
     allow_anonymous: Option<bool>,
+    /// Also look users up in the store's mqtt_user table (`dynamq user add`).
+    #[arg(long)]
+    user_store: bool,
+    /// Also read ACL rules from the store's mqtt_acl table (`dynamq acl add`).
+    #[arg(long)]
+    acl_store: bool,
+    /// Seconds a user read from the store is cached, and between two reads of the store's
+    /// ACL rules (default 30): how soon `dynamq user del` and `dynamq acl` take effect.
+    #[arg(long, value_name = "SECS")]
+    auth_cache_secs: Option<u64>,
 }
 
 /// `--tcp`/`--ws` values: addresses, or `none` for no listener.
@@ -266,6 +286,15 @@ fn load_config(args: &ServeArgs) -> Result<(Config, Vec<Binding>)> {
     if let Some(a) = args.allow_anonymous {
         config.auth.allow_anonymous = Some(a);
     }
+    if args.user_store {
+        config.auth.user_store = true;
+    }
+    if args.acl_store {
+        config.auth.acl_store = true;
+    }
+    if let Some(secs) = args.auth_cache_secs {
+        config.auth.cache_secs = secs;
+    }
     let mut bindings = setup::bindings_from_config(&config.hooks)?;
     if let Some(file) = &args.backend_conf {
         let from_file = setup::apply_backend_conf(&mut config, file)?;
@@ -330,7 +359,12 @@ async fn serve(args: ServeArgs) -> Result<()> {
             .collect();
         tracing::info!(hooks = %names.join(","), "store hooks active");
     }
-    let (auth, why) = Auth::from_config(&config.auth, &config.listeners)?;
+    let (mut auth, why) = Auth::from_config(&config.auth, &config.listeners)?;
+    if config.auth.user_store || config.auth.acl_store {
+        let store = users_cli::user_store(&config).await?;
+        let timeout = Duration::from_millis(config.store.read_timeout_ms.max(1));
+        auth.use_store(store, &config.auth, timeout).await?;
+    }
     log_auth(&auth, &config, &why);
     let broker = Broker::with_auth(config, persistence, auth);
     server::start(&broker).await?;
@@ -415,6 +449,9 @@ fn log_auth(auth: &Auth, config: &Config, why: &str) {
         password_file = %show(&config.auth.password_file),
         users = auth.user_count().unwrap_or(0),
         acl_file = %show(&config.auth.acl_file),
+        user_store = config.auth.user_store,
+        acl_store = config.auth.acl_store,
+        cache_secs = config.auth.cache_secs,
         "authentication"
     );
     if auth.allows_anonymous() {
@@ -512,7 +549,7 @@ fn passwd(args: PasswdArgs) -> Result<()> {
 }
 
 /// The password from the terminal (asked twice, not echoed), or the first line of stdin.
-fn read_password() -> Result<String> {
+pub(crate) fn read_password() -> Result<String> {
     use std::io::IsTerminal;
     if std::io::stdin().is_terminal() {
         let first = rpassword::prompt_password("Password: ").context("cannot read the password")?;
@@ -593,5 +630,7 @@ fn run() -> Result<()> {
         Command::Serve(args) => runtime.block_on(serve(*args)),
         Command::Tables(cmd) => runtime.block_on(tables(cmd)),
         Command::Passwd(args) => passwd(args),
+        Command::User(cmd) => runtime.block_on(users_cli::user(cmd)),
+        Command::Acl(cmd) => runtime.block_on(users_cli::acl(cmd)),
     }
 }

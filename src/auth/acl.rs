@@ -16,6 +16,10 @@
 //! the patterns, substituted. Each list is checked as Mosquitto checks it: its `deny` rules
 //! first (a match denies), then the others in file order (a match giving the access asked
 //! for allows); then the next list; nothing matched denies.
+//!
+//! Rules can also be added one by one (`Acl::add_user_rule`, `Acl::add_pattern`): the rules
+//! kept in the store (`store_acl`), which may deny one way only (`DenyRead`, `DenyWrite`),
+//! as EMQX's rules can.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -44,6 +48,10 @@ pub enum Access {
     Write,
     ReadWrite,
     Deny,
+    /// Denies reading (subscribing, receiving) only; not in the file format.
+    DenyRead,
+    /// Denies writing (publishing) only; not in the file format.
+    DenyWrite,
 }
 
 impl Access {
@@ -52,6 +60,17 @@ impl Access {
             (self, want),
             (Access::ReadWrite, _) | (Access::Read, Want::Read) | (Access::Write, Want::Write)
         )
+    }
+
+    fn denies(self, want: Want) -> bool {
+        matches!(
+            (self, want),
+            (Access::Deny, _) | (Access::DenyRead, Want::Read) | (Access::DenyWrite, Want::Write)
+        )
+    }
+
+    fn is_deny(self) -> bool {
+        matches!(self, Access::Deny | Access::DenyRead | Access::DenyWrite)
     }
 }
 
@@ -133,6 +152,33 @@ impl Acl {
         Ok(acl)
     }
 
+    /// Adds a rule to `user`'s list (as a `topic` line in its `user` section would);
+    /// `Err` says why the filter is not valid.
+    pub fn add_user_rule(
+        &mut self,
+        user: &str,
+        access: Access,
+        filter: &str,
+    ) -> Result<(), String> {
+        check_filter(filter)?;
+        self.users.entry(user.to_owned()).or_default().push(Rule {
+            access,
+            filter: filter.to_owned(),
+        });
+        Ok(())
+    }
+
+    /// Adds a rule for every client, with `%c` and `%u` levels substituted (as a `pattern`
+    /// line would).
+    pub fn add_pattern(&mut self, access: Access, filter: &str) -> Result<(), String> {
+        check_filter(filter)?;
+        self.patterns.push(Rule {
+            access,
+            filter: filter.to_owned(),
+        });
+        Ok(())
+    }
+
     /// Whether the file names `user` in a `user` line.
     pub fn has_user_sections(&self) -> bool {
         !self.users.is_empty()
@@ -157,6 +203,7 @@ impl Acl {
         };
         ClientRules {
             lists: [deny_first(own), deny_first(patterns)],
+            everything: false,
         }
     }
 }
@@ -179,16 +226,21 @@ fn parse_rule(rest: &str) -> Result<Rule, String> {
         Some(a) => (a, filter),
         None => (Access::ReadWrite, rest.trim()),
     };
+    check_filter(filter)?;
+    Ok(Rule {
+        access,
+        filter: filter.to_owned(),
+    })
+}
+
+fn check_filter(filter: &str) -> Result<(), String> {
     if filter.is_empty() {
         return Err("no topic filter".into());
     }
     if !topic::valid_filter(filter) || topic::is_shared(filter) {
         return Err(format!("{filter:?} is not a valid topic filter"));
     }
-    Ok(Rule {
-        access,
-        filter: filter.to_owned(),
-    })
+    Ok(())
 }
 
 /// A pattern with `%c` and `%u` levels replaced; `None` if it needs a user name and the
@@ -211,7 +263,7 @@ fn substitute(rule: &Rule, client_id: &str, username: Option<&str>) -> Option<Ru
 /// `deny` rules first (in file order), then the others in file order.
 fn deny_first(rules: Vec<Rule>) -> Vec<Rule> {
     let (mut deny, allow): (Vec<Rule>, Vec<Rule>) =
-        rules.into_iter().partition(|r| r.access == Access::Deny);
+        rules.into_iter().partition(|r| r.access.is_deny());
     deny.extend(allow);
     deny
 }
@@ -220,9 +272,34 @@ fn deny_first(rules: Vec<Rule>) -> Vec<Rule> {
 #[derive(Debug, Clone, Default)]
 pub struct ClientRules {
     lists: [Vec<Rule>; 2],
+    /// A superuser's: everything is allowed, no rule is looked at.
+    everything: bool,
 }
 
 impl ClientRules {
+    /// The rules of a superuser: everything allowed.
+    pub fn superuser() -> ClientRules {
+        ClientRules {
+            everything: true,
+            ..ClientRules::default()
+        }
+    }
+
+    /// These rules and `other`'s as one client's: each list joined with the same list of
+    /// `other`, deny rules first again.
+    pub fn merge(self, other: ClientRules) -> ClientRules {
+        let [own, patterns] = self.lists;
+        let [own2, patterns2] = other.lists;
+        let join = |mut a: Vec<Rule>, b: Vec<Rule>| {
+            a.extend(b);
+            deny_first(a)
+        };
+        ClientRules {
+            lists: [join(own, own2), join(patterns, patterns2)],
+            everything: self.everything || other.everything,
+        }
+    }
+
     /// May the client publish to (`Want::Write`) or receive from (`Want::Read`) `topic`?
     pub fn allows(&self, topic_name: &str, want: Want) -> bool {
         self.decide(want, |filter| topic::matches(filter, topic_name))
@@ -238,10 +315,13 @@ impl ClientRules {
     }
 
     fn decide(&self, want: Want, applies: impl Fn(&str) -> bool) -> bool {
+        if self.everything {
+            return true;
+        }
         for list in &self.lists {
             for rule in list {
                 if applies(&rule.filter) {
-                    if rule.access == Access::Deny {
+                    if rule.access.denies(want) {
                         return false;
                     }
                     if rule.access.grants(want) {
@@ -359,6 +439,40 @@ pattern deny c/%c/locked
         let c = empty.for_client("c", Some("u"));
         assert!(!c.allows("t", Want::Read));
         assert!(!c.allows_subscribe("t"));
+    }
+
+    #[test]
+    fn one_way_denials_added_rules_merge_and_superuser() {
+        let mut store = Acl::default();
+        store
+            .add_user_rule("alice", Access::ReadWrite, "s/#")
+            .unwrap();
+        store
+            .add_user_rule("alice", Access::DenyWrite, "s/ro/#")
+            .unwrap();
+        store.add_pattern(Access::DenyRead, "c/%c/wo").unwrap();
+        assert!(store.add_pattern(Access::Read, "a/#/b").is_err());
+        assert!(store.add_user_rule("u", Access::Read, "").is_err());
+        let alice = store.for_client("cid", Some("alice"));
+        // DenyWrite: reading still allowed, writing not.
+        assert!(alice.allows("s/ro/x", Want::Read));
+        assert!(alice.allows_subscribe("s/ro/#"));
+        assert!(!alice.allows("s/ro/x", Want::Write));
+        assert!(alice.allows("s/x", Want::Write));
+        // Merged with the file's rules: alice's file rule and the store's deny both hold,
+        // and the store's pattern list (DenyRead on c/cid/wo) comes before the file's
+        // readwrite c/%c/# pattern within the joined pattern list.
+        let both = acl().for_client("cid", Some("alice")).merge(alice);
+        assert!(both.allows("a/x", Want::Write));
+        assert!(both.allows("s/x", Want::Read));
+        assert!(!both.allows("c/cid/wo", Want::Read));
+        assert!(both.allows("c/cid/wo", Want::Write));
+        assert!(both.allows("c/cid/other", Want::Read));
+        // A superuser: everything, $SYS included.
+        let root = ClientRules::superuser();
+        assert!(root.allows("$SYS/x", Want::Read));
+        assert!(root.allows_subscribe("#"));
+        assert!(root.allows("any", Want::Write));
     }
 
     #[test]

@@ -6,6 +6,9 @@
 //!   at CONNECT (and again when SIGHUP reloads the file) so that a check is a walk over
 //!   that client's few rules.
 //! - `throttle`: refusals of repeated failures from one address wait longer and longer.
+//! - `store_users`, `store_acl`: users and ACL rules kept in the store (mqtt_user, mqtt_acl),
+//!   with `auth.user_store` and `auth.acl_store`: a user name not in the password file is
+//!   looked up in the store; the store's rules join the ACL file's.
 //!
 //! `Auth` holds what the broker needs at run time. Without an ACL file nothing is checked
 //! after CONNECT (every check starts with `Option::None`). With one, the connection checks
@@ -16,6 +19,8 @@
 
 pub mod acl;
 pub mod password;
+pub mod store_acl;
+pub mod store_users;
 pub(crate) mod throttle;
 
 use std::net::IpAddr;
@@ -32,6 +37,8 @@ use crate::message::ClientId;
 use crate::session::Session;
 pub use acl::{Acl, AclFileError, ClientRules, Want};
 pub use password::{PasswordFile, PasswordFileError};
+use store_acl::{StoreAcl, StoreAclError};
+use store_users::{Lookup, StoreUsers};
 use throttle::Throttle;
 
 #[derive(Debug, thiserror::Error)]
@@ -40,6 +47,8 @@ pub enum AuthError {
     Password(#[from] PasswordFileError),
     #[error(transparent)]
     Acl(#[from] AclFileError),
+    #[error(transparent)]
+    StoreAcl(#[from] StoreAclError),
 }
 
 /// Why a CONNECT was refused.
@@ -49,6 +58,8 @@ pub(crate) enum Refusal {
     BadCredentials,
     /// No user name, and anonymous clients are not allowed.
     AnonymousNotAllowed,
+    /// The user had to be looked up in the store, which failed or did not answer in time.
+    StoreUnavailable,
 }
 
 /// The broker's authentication and authorization state. One per broker.
@@ -58,6 +69,8 @@ pub struct Auth {
     passwords: Option<RwLock<Arc<PasswordFile>>>,
     /// Where the password file is, to read it again on SIGHUP.
     password_file: Option<PathBuf>,
+    /// `Some`: user names not in the password file are looked up in the store.
+    store_users: Option<StoreUsers>,
     /// Whether a client without a user name may connect.
     allow_anonymous: bool,
     /// `None`: no ACL file, nothing is checked after CONNECT.
@@ -71,12 +84,14 @@ pub struct Auth {
 /// The ACL file and the rules of each client it was compiled for.
 #[derive(Debug)]
 struct AclState {
-    /// Where the ACL file is, to read it again on SIGHUP.
-    path: PathBuf,
+    /// Where the ACL file is, to read it again on SIGHUP (`None`: rules from the store only).
+    path: Option<PathBuf>,
     /// The rules read from it. A reload replaces them and recompiles every admitted
     /// client's rules while holding the write lock; `admit` compiles and records a client's
     /// rules under the read lock, so that no client keeps rules of the file replaced.
     acl: RwLock<Acl>,
+    /// The store's rules, joined to the file's for each client.
+    store: Option<Arc<StoreAcl>>,
     /// The rules of the client that owns each session, set at CONNECT, so that a delivery
     /// to a session (online or away) is checked against the rules of its client. Removed
     /// when the session ends.
@@ -100,6 +115,7 @@ impl Auth {
         Auth {
             passwords: None,
             password_file: None,
+            store_users: None,
             allow_anonymous: true,
             acl: None,
             throttle: Throttle::default(),
@@ -121,7 +137,8 @@ impl Auth {
         let acl = match &cfg.acl_file {
             Some(p) => Some(AclState {
                 acl: RwLock::new(Acl::load(p)?),
-                path: p.clone(),
+                path: Some(p.clone()),
+                store: None,
                 clients: DashMap::new(),
             }),
             None => None,
@@ -142,12 +159,43 @@ impl Auth {
         let auth = Auth {
             passwords,
             password_file: cfg.password_file.clone(),
+            store_users: None,
             allow_anonymous,
             acl,
             throttle: Throttle::default(),
             denial_log: LogLimit::default(),
         };
         Ok((auth, why))
+    }
+
+    /// With `auth.user_store` and `auth.acl_store`, takes users and ACL rules from `store`
+    /// too (see `store_users`, `store_acl`); reads the rules once now, an error if that
+    /// fails. `read_timeout` is the deadline of a store read.
+    pub async fn use_store(
+        &mut self,
+        store: dynamq_store::users::UserStore,
+        cfg: &AuthSection,
+        read_timeout: Duration,
+    ) -> Result<(), AuthError> {
+        let every = Duration::from_secs(cfg.cache_secs.max(1));
+        if cfg.user_store {
+            self.store_users = Some(StoreUsers::new(store.clone(), every, read_timeout));
+        }
+        if cfg.acl_store {
+            let rules = StoreAcl::start(store, every, read_timeout).await?;
+            match &mut self.acl {
+                Some(state) => state.store = Some(rules),
+                None => {
+                    self.acl = Some(AclState {
+                        path: None,
+                        acl: RwLock::new(Acl::default()),
+                        store: Some(rules),
+                        clients: DashMap::new(),
+                    })
+                }
+            }
+        }
+        Ok(())
     }
 
     pub fn allows_anonymous(&self) -> bool {
@@ -167,6 +215,7 @@ impl Auth {
     /// any client can then claim any user's rules (worth a warning at start).
     pub fn acl_users_unverified(&self) -> bool {
         self.passwords.is_none()
+            && self.store_users.is_none()
             && self
                 .acl
                 .as_ref()
@@ -189,19 +238,42 @@ impl Auth {
     /// their next check on. Returns the number of clients whose rules were recompiled
     /// (`None` without an ACL file). On an error the rules loaded before stay.
     pub fn reload_acl(&self) -> Result<Option<usize>, AclFileError> {
-        let Some(state) = &self.acl else {
+        let Some((state, path)) = self
+            .acl
+            .as_ref()
+            .and_then(|s| s.path.as_ref().map(|p| (s, p)))
+        else {
             return Ok(None);
         };
-        let fresh = Acl::load(&state.path)?;
+        let fresh = Acl::load(path)?;
         let mut acl = state.acl.write();
         *acl = fresh;
         let mut n = 0;
         for mut e in state.clients.iter_mut() {
-            let rules = acl.for_client(e.key().as_str(), e.username.as_deref());
+            let rules = self.rules_for(state, &acl, e.key().as_str(), e.username.as_deref());
             e.rules = Arc::new(rules);
             n += 1;
         }
         Ok(Some(n))
+    }
+
+    /// A client's rules: the file's joined to the store's, or everything for a superuser of
+    /// the store.
+    fn rules_for(
+        &self,
+        state: &AclState,
+        acl: &Acl,
+        client_id: &str,
+        username: Option<&str>,
+    ) -> ClientRules {
+        if username.is_some_and(|u| self.is_store_superuser(u)) {
+            return ClientRules::superuser();
+        }
+        let file = acl.for_client(client_id, username);
+        match &state.store {
+            Some(s) => file.merge(s.current().for_client(client_id, username)),
+            None => file,
+        }
     }
 
     /// Checks a CONNECT's user name and password. A slow hash is verified on the blocking
@@ -219,14 +291,25 @@ impl Auth {
                 Err(Refusal::AnonymousNotAllowed)
             };
         };
-        let Some(lock) = &self.passwords else {
+        if self.passwords.is_none() && self.store_users.is_none() {
             // No password file: a user name is an identity for the ACL, not a credential.
             return Ok(());
-        };
-        let file = lock.read().clone();
-        let (hash, known) = match file.get(username) {
-            Some(h) => (h.clone(), true),
-            None => (dummy_hash().clone(), false),
+        }
+        let in_file = self
+            .passwords
+            .as_ref()
+            .and_then(|lock| lock.read().get(username).cloned());
+        let (hash, known) = match (in_file, &self.store_users) {
+            (Some(h), _) => (h, true),
+            (None, None) => (dummy_hash().clone(), false),
+            (None, Some(users)) => match users.lookup(username).await {
+                Lookup::Found(u) => match &u.hash {
+                    Some(h) => (h.clone(), true),
+                    None => (dummy_hash().clone(), false),
+                },
+                Lookup::Unknown => (dummy_hash().clone(), false),
+                Lookup::Unavailable => return Err(Refusal::StoreUnavailable),
+            },
         };
         let password = password.unwrap_or_default().to_vec();
         let ok = if hash.is_costly() {
@@ -258,7 +341,7 @@ impl Auth {
         let client_id = &session.client_id;
         // Held until the rules are recorded: a reload waits, then recompiles them too.
         let acl = state.acl.read();
-        let rules = Arc::new(acl.for_client(client_id.as_str(), username));
+        let rules = Arc::new(self.rules_for(state, &acl, client_id.as_str(), username));
         state.clients.insert(
             client_id.clone(),
             Admitted {
@@ -279,6 +362,19 @@ impl Auth {
             Some(e) if same(&e.session, session) => e.rules.clone(),
             _ => Arc::new(ClientRules::default()),
         })
+    }
+
+    /// A user of the store marked superuser (and not shadowed by the password file, which
+    /// authenticated it otherwise): the ACL is not checked for it, as in EMQX.
+    fn is_store_superuser(&self, username: &str) -> bool {
+        let Some(users) = &self.store_users else {
+            return false;
+        };
+        let in_file = self
+            .passwords
+            .as_ref()
+            .is_some_and(|lock| lock.read().get(username).is_some());
+        !in_file && users.is_superuser(username)
     }
 
     /// `session` ended: its client's rules are not needed any more.

@@ -137,6 +137,7 @@ pub(super) async fn authenticate(
             broker.metrics.inc_auth_anonymous_refused();
             Duration::ZERO
         }
+        Refusal::StoreUnavailable => Duration::ZERO,
     };
     tracing::warn!(
         peer,
@@ -159,7 +160,8 @@ pub(super) async fn authenticate(
 /// [MQTT-3.2.2-5]). Credentials that are not accepted get "bad user name or password"
 /// (v3.1.1 return code 4, v5 0x86), as EMQX answers and as a client can tell apart from a
 /// refusal of who it is; an anonymous client where none is allowed gets "not authorized"
-/// (5, 0x87). Mosquitto 2.0 answers 5 / 0x87 to both.
+/// (5, 0x87). Mosquitto 2.0 answers 5 / 0x87 to both. A user store that cannot answer gets
+/// "server unavailable" (3, 0x88): the client may try again, and is never let in unchecked.
 fn refusal_reason(r: Refusal) -> (ReasonCode, &'static str) {
     match r {
         Refusal::BadCredentials => (
@@ -169,6 +171,10 @@ fn refusal_reason(r: Refusal) -> (ReasonCode, &'static str) {
         Refusal::AnonymousNotAllowed => (
             ReasonCode::NotAuthorized,
             "anonymous clients are not allowed (no user name)",
+        ),
+        Refusal::StoreUnavailable => (
+            ReasonCode::ServerUnavailable,
+            "the user store is unavailable",
         ),
     }
 }

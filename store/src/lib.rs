@@ -10,6 +10,8 @@
 //! - [`writer`]: one task per store that queues (bounded), coalesces, batches (25 for
 //!   DynamoDB's BatchWriteItem), runs `pool_size` requests, retries with backoff and counts.
 //! - [`tables`]: `create_tables` / `check_tables` for `dynamq tables create|check`.
+//! - [`users`]: users and ACL rules in the store (mqtt_user, mqtt_acl), for `dynamq user|acl`
+//!   and the broker's `auth.user_store` / `auth.acl_store`.
 //! - [`binding`]: which [`Event`] runs which [`Action`] ([`Binding`]: EMQX's "hook");
 //!   [`backend_conf`]: the tutorial's `backend.dynamo.*` file, read into bindings.
 //! - [`actions`]: [`Actions`], what the broker calls on each event.
@@ -66,6 +68,7 @@ pub mod secret;
 mod shrink;
 pub mod store;
 pub mod tables;
+pub mod users;
 pub mod writer;
 
 pub use actions::{

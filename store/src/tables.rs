@@ -1,4 +1,7 @@
-//! Creating and checking the six tables (`dynamq tables create|check`, and `serve` at start).
+//! Creating and checking the six tables (`dynamq tables create|check`, and `serve` at start),
+//! and creating the two tables of users and ACL rules ([`crate::users`]), which `create`
+//! makes too: `check` and `serve` look at the six only, since a broker that keeps no users
+//! in the store needs no user tables.
 //!
 //! The key schemas are the tutorial's: every key attribute is a string; mqtt_sub and
 //! mqtt_acked have a range key. No TTL is configured (dynalite has no UpdateTimeToLive and the
@@ -144,10 +147,18 @@ async fn describe(
     }
 }
 
-/// Compares a table's key schema with the tutorial's.
-fn schema_problems(table: Table, desc: &TableDescription) -> Vec<Problem> {
+/// The users and ACL tables: base name, hash key, range key (all S).
+const USER_TABLES: [(&str, &str, Option<&str>); 2] = [
+    (crate::users::USER_TABLE, "username", None),
+    (crate::users::ACL_TABLE, "username", Some("topic")),
+];
+
+/// Compares a table's key schema with the expected one.
+fn schema_problems(
+    (hash, range): (&'static str, Option<&'static str>),
+    desc: &TableDescription,
+) -> Vec<Problem> {
     let mut problems = Vec::new();
-    let (hash, range) = key_names(table);
     let key_of = |kt: KeyType| {
         desc.key_schema()
             .iter()
@@ -193,7 +204,7 @@ pub async fn check_tables(client: &DynamoClient, prefix: &str) -> Result<TablesR
         let problems = match describe(client, &name).await? {
             None => vec![Problem::Missing],
             Some(desc) => {
-                let mut p = schema_problems(table, &desc);
+                let mut p = schema_problems(key_names(table), &desc);
                 match desc.table_status() {
                     Some(TableStatus::Active) | None => {}
                     Some(s) => p.push(Problem::NotActive(s.as_str().to_owned())),
@@ -206,8 +217,9 @@ pub async fn check_tables(client: &DynamoClient, prefix: &str) -> Result<TablesR
     Ok(TablesReport { tables })
 }
 
-/// Creates the missing tables and waits until all six are ACTIVE. Idempotent: an existing
-/// table with the right key schema is left alone; one with another schema is an error.
+/// Creates the missing tables, the six and the two of users and rules, and waits until all
+/// are ACTIVE. Idempotent: an existing table with the right key schema is left alone; one
+/// with another schema is an error.
 pub async fn create_tables(
     client: &DynamoClient,
     prefix: &str,
@@ -215,11 +227,12 @@ pub async fn create_tables(
 ) -> Result<Vec<(String, Created)>, TablesError> {
     let names = TableNames::new(prefix);
     let mut done = Vec::new();
-    for table in Table::ALL {
-        let name = names.get(table).to_owned();
+    let six = Table::ALL.map(|t| (names.get(t).to_owned(), key_names(t)));
+    let users = USER_TABLES.map(|(base, hash, range)| (format!("{prefix}{base}"), (hash, range)));
+    for (name, keys) in six.into_iter().chain(users) {
         let outcome = match describe(client, &name).await? {
             Some(desc) => {
-                let problems = schema_problems(table, &desc);
+                let problems = schema_problems(keys, &desc);
                 if !problems.is_empty() {
                     return Err(TablesError::Mismatch {
                         table: name,
@@ -228,7 +241,7 @@ pub async fn create_tables(
                 }
                 Created::AlreadyExisted
             }
-            None => create_one(client, table, &name, billing).await?,
+            None => create_one(client, keys, &name, billing).await?,
         };
         done.push((name, outcome));
     }
@@ -240,11 +253,10 @@ pub async fn create_tables(
 
 async fn create_one(
     client: &DynamoClient,
-    table: Table,
+    (hash, range): (&'static str, Option<&'static str>),
     name: &str,
     billing: Billing,
 ) -> Result<Created, TablesError> {
-    let (hash, range) = key_names(table);
     let mut call = client.sdk().create_table().table_name(name);
     for (attr, kt) in
         std::iter::once((hash, KeyType::Hash)).chain(range.map(|r| (r, KeyType::Range)))
