@@ -354,6 +354,50 @@ mod tests {
         assert_eq!(out.len(), 2);
     }
 
+    /// A member of `$share/g/t` at QoS 1, online.
+    fn shared_member(b: &Broker, id: &str) -> Arc<Session> {
+        let s = Arc::new(Session::new(ClientId::new(id)));
+        s.claim(1).expect("a new session has not ended");
+        let sub = Subscription {
+            options: SubscriptionOptions::qos(QoS::AtLeastOnce),
+            id: None,
+        };
+        b.router.subscribe(&s, "$share/g/t", &sub);
+        s.with_state(|st| st.subscriptions.insert("$share/g/t".into(), sub));
+        s
+    }
+
+    fn counter(c: &AtomicU64) -> u64 {
+        c.load(Ordering::Relaxed)
+    }
+
+    #[tokio::test]
+    async fn shared_deliveries_follow_the_members_that_stay_and_end_with_the_last() {
+        let b = broker(100);
+        let (x, y) = (shared_member(&b, "x"), shared_member(&b, "y"));
+        for _ in 0..4 {
+            assert_eq!(b.publish(msg("t", QoS::AtLeastOnce)).queued, 1);
+        }
+        assert_eq!((x.queued_len(), y.queued_len()), (2, 2));
+        // x leaves, its session outliving the connection: y, online, gets x's two.
+        assert!(x.release(1).is_some());
+        b.redispatch_shared(&x);
+        assert_eq!((x.queued_len(), y.queued_len()), (0, 4));
+        assert_eq!(counter(&b.metrics.shared_redispatched), 2);
+        // y's session ends while x is away: x's session is the only other member; it keeps
+        // them for its client.
+        assert!(y.release(1).is_some());
+        b.redispatch_shared(&y);
+        assert_eq!(y.queued_len(), 4, "no other member online: kept");
+        b.end_session(&y).await;
+        assert_eq!(x.queued_len(), 4);
+        assert_eq!(counter(&b.metrics.shared_redispatched), 6);
+        // x's ends too: nobody is left in the group; dropped and counted.
+        b.end_session(&x).await;
+        assert_eq!(counter(&b.metrics.shared_dropped_no_member), 4);
+        assert_eq!(b.router.filter_count(), 0);
+    }
+
     #[test]
     fn qos0_for_a_client_away_is_counted() {
         let b = broker(10);

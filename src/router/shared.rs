@@ -82,3 +82,108 @@ impl Router {
         left
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use dynamq_codec::{QoS, SubscriptionOptions};
+
+    use super::*;
+    use crate::message::ClientId;
+    use crate::session::{QueueBound, Subscription};
+
+    const BOUND: QueueBound = QueueBound {
+        messages: 100,
+        bytes: 1 << 20,
+    };
+
+    fn member(r: &Router, id: &str, qos: QoS, online: bool) -> Arc<Session> {
+        let s = Arc::new(Session::new(ClientId::new(id)));
+        if online {
+            s.claim(1).expect("a new session has not ended");
+        }
+        let sub = Subscription {
+            options: SubscriptionOptions::qos(qos),
+            id: Some(7),
+        };
+        r.subscribe(&s, "$share/g/t/#", &sub);
+        s
+    }
+
+    fn orphan(qos: QoS) -> Delivery {
+        Delivery {
+            msg: Message::for_test("t/x", qos, "p"),
+            qos,
+            retain: false,
+            sub_ids: Vec::new(),
+            shared: ShareKey::parse("$share/g/t/#"),
+        }
+    }
+
+    /// Redispatches `ds` from `leaver`: (member chosen, delivery) for each, and what was left.
+    fn redispatch(
+        r: &Router,
+        leaver: &Arc<Session>,
+        ds: Vec<Delivery>,
+        online_only: bool,
+    ) -> (Vec<(ClientId, Delivery)>, Vec<Delivery>) {
+        let mut out = Vec::new();
+        let left = r.redispatch(
+            leaver,
+            |has_other_online| {
+                ds.into_iter()
+                    .filter(|d| !online_only || d.shared.as_deref().is_some_and(has_other_online))
+                    .collect()
+            },
+            |s, d| out.push((s.client_id.clone(), d)),
+        );
+        (out, left)
+    }
+
+    #[test]
+    fn goes_round_robin_to_online_members_other_than_the_leaver() {
+        let r = Router::new();
+        let leaver = member(&r, "leaver", QoS::AtLeastOnce, false);
+        let _away = member(&r, "away", QoS::AtLeastOnce, false);
+        let _b = member(&r, "b", QoS::AtMostOnce, true);
+        let _c = member(&r, "c", QoS::ExactlyOnce, true);
+        let ds = (0..4).map(|_| orphan(QoS::ExactlyOnce)).collect();
+        let (out, left) = redispatch(&r, &leaver, ds, true);
+        assert!(left.is_empty());
+        let mut to: Vec<&str> = out.iter().map(|(id, _)| id.as_str()).collect();
+        to.sort_unstable();
+        assert_eq!(to, ["b", "b", "c", "c"]);
+        for (id, d) in &out {
+            // The member's own grant [MQTT-4.8.2-3], its subscription identifier, the group.
+            let want = if id.as_str() == "b" {
+                QoS::AtMostOnce
+            } else {
+                QoS::ExactlyOnce
+            };
+            assert_eq!(d.qos, want);
+            assert_eq!(d.sub_ids, [7]);
+            assert_eq!(d.shared, ShareKey::parse("$share/g/t/#"));
+        }
+    }
+
+    #[test]
+    fn with_nobody_online_an_offline_member_or_nobody() {
+        let r = Router::new();
+        let leaver = member(&r, "leaver", QoS::AtLeastOnce, false);
+        // The test of a persistent leaver: no other member online, so nothing is taken.
+        let (out, left) = redispatch(&r, &leaver, vec![orphan(QoS::AtLeastOnce)], true);
+        assert!(out.is_empty() && left.is_empty());
+        // An ending one's: the leaver is not chosen; with no other member, it comes back.
+        let (out, left) = redispatch(&r, &leaver, vec![orphan(QoS::AtLeastOnce)], false);
+        assert!(out.is_empty());
+        assert_eq!(left.len(), 1);
+        // Another member, away: it gets it (its session keeps it for its client).
+        let away = member(&r, "away", QoS::AtLeastOnce, false);
+        let (out, left) = redispatch(&r, &leaver, vec![orphan(QoS::AtLeastOnce)], false);
+        assert!(left.is_empty());
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].0, away.client_id);
+        let mut q = Vec::new();
+        let _ = leaver.take_queued_within(10, 10, BOUND, &mut q);
+        assert!(q.is_empty());
+    }
+}

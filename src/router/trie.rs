@@ -231,16 +231,22 @@ impl Trie {
     /// online, `None` if `leaver` was the only member (or the group is gone).
     pub(super) fn pick_other(&self, key: &ShareKey, leaver: &Arc<Session>) -> Option<&Entry> {
         let g = self.group(key)?;
-        let n = g.members.len();
-        let start = g.next.fetch_add(1, Ordering::Relaxed);
+        let turn = g.next.fetch_add(1, Ordering::Relaxed);
         let others = || {
-            (0..n)
-                .map(move |k| &g.members[(start + k) % n])
+            g.members
+                .iter()
                 .filter(|e| !Arc::ptr_eq(&e.session, leaver))
         };
-        others()
-            .find(|e| e.session.is_online())
-            .or_else(|| others().next())
+        // The turn counts among the candidates, so that each online member gets its share
+        // however the offline ones lie between them.
+        let online = others().filter(|e| e.session.is_online()).count();
+        if online > 0 {
+            return others()
+                .filter(|e| e.session.is_online())
+                .nth(turn % online);
+        }
+        let all = others().count();
+        others().nth(turn % all.max(1))
     }
 
     /// Visits every node whose filter matches `topic`. Topics starting with `$` are not

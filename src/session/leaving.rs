@@ -42,7 +42,7 @@ impl SessionState {
                 self.carried = None;
             }
         }
-        if self.queue.iter().any(|d| accepts(d)) {
+        if self.queue.iter().any(&accepts) {
             let mut kept = VecDeque::with_capacity(self.queue.len());
             for d in self.queue.drain(..) {
                 if accepts(&d) {
@@ -97,5 +97,139 @@ pub(super) fn orphans(st: &mut SessionState) -> Orphans {
     Orphans {
         deliveries: st.take_shared(&|_| true),
         qos2_lost,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use dynamq_codec::QoS;
+
+    use super::super::inflight::{OutEntry, OutState};
+    use super::super::{Carried, QueueBound, Session};
+    use crate::message::{ClientId, Delivery, Message, ShareKey};
+
+    const BOUND: QueueBound = QueueBound {
+        messages: 100,
+        bytes: 1 << 20,
+    };
+
+    fn delivery(payload: &str, qos: QoS, share: Option<&str>) -> Delivery {
+        let mut msg = Message::for_test("t/1", qos, "p");
+        Arc::get_mut(&mut msg).expect("sole owner").payload = payload.to_owned().into();
+        Delivery {
+            msg,
+            qos,
+            retain: false,
+            sub_ids: Vec::new(),
+            shared: share.and_then(ShareKey::parse),
+        }
+    }
+
+    fn payloads(ds: &[Delivery]) -> Vec<String> {
+        ds.iter()
+            .map(|d| String::from_utf8_lossy(&d.msg.payload).into_owned())
+            .collect()
+    }
+
+    /// A session that was online, got `queued` queued and `sent` in flight, and was left.
+    fn left_session(queued: Vec<Delivery>, sent: Vec<(Delivery, OutState)>) -> Arc<Session> {
+        let s = Arc::new(Session::new(ClientId::new("leaver")));
+        s.claim(1).expect("a new session has not ended");
+        for d in queued {
+            assert!(s.enqueue(d, BOUND, false).is_queued());
+        }
+        let mut carried = Carried::default();
+        for (d, state) in sent {
+            let packet_id = carried.inflight.next_packet_id().expect("ids free");
+            carried.inflight.push(OutEntry {
+                packet_id,
+                delivery: d,
+                state,
+            });
+        }
+        s.put_carried(carried);
+        assert!(s.release(1).is_some());
+        s
+    }
+
+    #[test]
+    fn takes_queued_and_unacknowledged_qos1_shared_deliveries_in_order() {
+        let g = Some("$share/g/t/+");
+        let s = left_session(
+            vec![
+                delivery("q1", QoS::AtLeastOnce, g),
+                delivery("plain", QoS::AtLeastOnce, None),
+                delivery("q0", QoS::AtMostOnce, g),
+                delivery("q2", QoS::ExactlyOnce, g),
+            ],
+            vec![
+                (delivery("s1", QoS::AtLeastOnce, g), OutState::AwaitPubAck),
+                (delivery("rec", QoS::ExactlyOnce, g), OutState::AwaitPubRec),
+                (
+                    delivery("comp", QoS::ExactlyOnce, g),
+                    OutState::AwaitPubComp,
+                ),
+                (
+                    delivery("s1plain", QoS::AtLeastOnce, None),
+                    OutState::AwaitPubAck,
+                ),
+            ],
+        );
+        assert!(s.holds_shared());
+        let taken = s.take_shared(&|_| true);
+        // Sent first (older), then queued; QoS 2 sent ones stay [MQTT-4.8.2-4].
+        assert_eq!(payloads(&taken), ["s1", "q1", "q0", "q2"]);
+        let carried = s.take_carried();
+        let left: Vec<_> = carried
+            .inflight
+            .iter()
+            .map(|e| String::from_utf8_lossy(&e.delivery.msg.payload).into_owned())
+            .collect();
+        assert_eq!(left, ["rec", "comp", "s1plain"]);
+        // The queue's accounting follows what was taken.
+        assert_eq!(s.queued_len(), 1);
+        let mut rest = Vec::new();
+        let _ = s.take_queued_within(10, 10, BOUND, &mut rest);
+        assert_eq!(payloads(&rest), ["plain"]);
+        assert!(!s.holds_shared());
+    }
+
+    #[test]
+    fn takes_only_the_groups_accepted_and_nothing_once_the_client_is_back() {
+        let s = left_session(
+            vec![
+                delivery("a", QoS::AtLeastOnce, Some("$share/a/t/+")),
+                delivery("b", QoS::AtLeastOnce, Some("$share/b/t/+")),
+            ],
+            Vec::new(),
+        );
+        let taken = s.take_shared(&|k: &ShareKey| &*k.group == "b");
+        assert_eq!(payloads(&taken), ["b"]);
+        s.claim(2).expect("not ended");
+        assert!(s.take_shared(&|_| true).is_empty());
+        assert_eq!(s.queued_len(), 1);
+    }
+
+    #[test]
+    fn an_ending_session_gives_up_every_shared_delivery_and_counts_unanswered_qos2() {
+        let g = Some("$share/g/t/+");
+        let s = left_session(
+            vec![delivery("q", QoS::ExactlyOnce, g)],
+            vec![
+                (delivery("s", QoS::AtLeastOnce, g), OutState::AwaitPubAck),
+                (delivery("rec", QoS::ExactlyOnce, g), OutState::AwaitPubRec),
+                (
+                    delivery("comp", QoS::ExactlyOnce, g),
+                    OutState::AwaitPubComp,
+                ),
+            ],
+        );
+        let registry = super::super::Registry::default();
+        let ended = s.end(&registry);
+        assert_eq!(payloads(&ended.orphans.deliveries), ["s", "q"]);
+        // "rec" is lost to the group [MQTT-4.8.2-5]; "comp" was received by the client.
+        assert_eq!(ended.orphans.qos2_lost, 1);
     }
 }
