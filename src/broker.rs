@@ -17,7 +17,7 @@ use crate::message::{ClientId, Delivery, Message};
 use crate::metrics::Metrics;
 use crate::persistence::Persistence;
 use crate::router::Router;
-use crate::session::{EnqueueResult, QueueBound, Registry, Session};
+use crate::session::{EnqueueResult, Orphans, QueueBound, Registry, Session};
 
 /// Everything the connections share. One per process.
 pub struct Broker {
@@ -187,20 +187,80 @@ impl Broker {
 
     /// Ends a session: removes it from the registry and its subscriptions from the router
     /// (and the store), and publishes a will that was waiting for its delay.
+    /// What it had not finished through shared subscriptions goes to other members of their
+    /// groups (see `router::shared`), or is dropped and counted if nobody is left.
     pub(crate) async fn end_session(&self, session: &Arc<Session>) {
-        let (subs, will, awaiting_rel) = session.end(&self.registry);
-        self.auth.forget(session);
+        let ended = session.end(&self.registry);
+        let subs = ended.subscriptions;
         for filter in subs.keys() {
             self.router.unsubscribe(session, filter);
         }
+        self.redispatch_orphans(session, ended.orphans);
+        self.auth.forget(session);
         self.persistence.session_ended(
             &session.client_id,
             subs.keys().map(String::as_str),
-            &awaiting_rel,
+            &ended.awaiting_rel,
         );
-        if let Some(will) = will {
+        if let Some(will) = ended.will {
             self.metrics.inc_wills_published();
             self.publish(will);
+        }
+    }
+
+    /// A member of shared subscriptions left, and its session outlives its connection: what
+    /// it had not finished through them goes to other members that are online; if a group
+    /// has none, the session keeps that group's deliveries (see `router::shared`).
+    pub(crate) fn redispatch_shared(&self, leaver: &Arc<Session>) {
+        if !leaver.holds_shared() {
+            return;
+        }
+        let kept = self.router.redispatch(
+            leaver,
+            |has_other_online| leaver.take_shared(has_other_online),
+            |member, d| self.hand_over(member, d),
+        );
+        // Taken because their group had another member, which stays while the router is
+        // locked: none should come back. If one does, it goes back to the session.
+        for d in kept {
+            let _ = self.deliver(leaver, d);
+        }
+    }
+
+    /// The shared deliveries an ending session had not finished: to another member of their
+    /// groups, online or not; dropped and counted if the session was the last member.
+    fn redispatch_orphans(&self, leaver: &Arc<Session>, orphans: Orphans) {
+        if orphans.qos2_lost > 0 {
+            self.metrics
+                .add(&self.metrics.shared_qos2_lost, orphans.qos2_lost);
+            tracing::info!(client = %leaver.client_id, messages = orphans.qos2_lost, "session ended with QoS 2 shared-subscription messages unanswered: not sent to another member [MQTT-4.8.2-5]");
+        }
+        if orphans.deliveries.is_empty() {
+            return;
+        }
+        let dropped = self.router.redispatch(
+            leaver,
+            |_| orphans.deliveries,
+            |member, d| self.hand_over(member, d),
+        );
+        if !dropped.is_empty() {
+            self.metrics
+                .add(&self.metrics.shared_dropped_no_member, dropped.len());
+            tracing::info!(client = %leaver.client_id, messages = dropped.len(), "session ended with shared-subscription messages and no other member in their group: dropped");
+        }
+    }
+
+    /// Queues for `member` a delivery another member left unfinished, as a publish would
+    /// (the ACL's read check included); counts it if it was queued.
+    fn hand_over(&self, member: &Arc<Session>, d: Delivery) {
+        if let Some(check) = self.auth.delivery_check()
+            && !check.may_read(member, d.msg.topic_str())
+        {
+            self.metrics.inc_acl_denied_deliveries();
+            return;
+        }
+        if self.deliver(member, d).is_queued() {
+            self.metrics.inc_shared_redispatched();
         }
     }
 
@@ -297,6 +357,50 @@ mod tests {
         assert_eq!(out.len(), 2);
     }
 
+    /// A member of `$share/g/t` at QoS 1, online.
+    fn shared_member(b: &Broker, id: &str) -> Arc<Session> {
+        let s = Arc::new(Session::new(ClientId::new(id)));
+        s.claim(1).expect("a new session has not ended");
+        let sub = Subscription {
+            options: SubscriptionOptions::qos(QoS::AtLeastOnce),
+            id: None,
+        };
+        b.router.subscribe(&s, "$share/g/t", &sub);
+        s.with_state(|st| st.subscriptions.insert("$share/g/t".into(), sub));
+        s
+    }
+
+    fn counter(c: &AtomicU64) -> u64 {
+        c.load(Ordering::Relaxed)
+    }
+
+    #[tokio::test]
+    async fn shared_deliveries_follow_the_members_that_stay_and_end_with_the_last() {
+        let b = broker(100);
+        let (x, y) = (shared_member(&b, "x"), shared_member(&b, "y"));
+        for _ in 0..4 {
+            assert_eq!(b.publish(msg("t", QoS::AtLeastOnce)).queued, 1);
+        }
+        assert_eq!((x.queued_len(), y.queued_len()), (2, 2));
+        // x leaves, its session outliving the connection: y, online, gets x's two.
+        assert!(x.release(1).is_some());
+        b.redispatch_shared(&x);
+        assert_eq!((x.queued_len(), y.queued_len()), (0, 4));
+        assert_eq!(counter(&b.metrics.shared_redispatched), 2);
+        // y's session ends while x is away: x's session is the only other member; it keeps
+        // them for its client.
+        assert!(y.release(1).is_some());
+        b.redispatch_shared(&y);
+        assert_eq!(y.queued_len(), 4, "no other member online: kept");
+        b.end_session(&y).await;
+        assert_eq!(x.queued_len(), 4);
+        assert_eq!(counter(&b.metrics.shared_redispatched), 6);
+        // x's ends too: nobody is left in the group; dropped and counted.
+        b.end_session(&x).await;
+        assert_eq!(counter(&b.metrics.shared_dropped_no_member), 4);
+        assert_eq!(b.router.filter_count(), 0);
+    }
+
     #[test]
     fn qos0_for_a_client_away_is_counted() {
         let b = broker(10);
@@ -306,6 +410,7 @@ mod tests {
             qos: QoS::AtMostOnce,
             retain: false,
             sub_ids: Vec::new(),
+            shared: None,
         };
         assert_eq!(b.deliver(&s, d), EnqueueResult::Offline);
         assert_eq!(b.metrics.dropped_qos0_offline.load(Ordering::Relaxed), 1);

@@ -110,4 +110,30 @@ pub(crate) struct Delivery {
     pub retain: bool,
     /// Identifiers of every matching subscription that has one [MQTT-3.3.4-3].
     pub sub_ids: Vec<u32>,
+    /// The shared subscription this delivery came through, if it did: a member that leaves
+    /// before finishing it hands it to another member of the group (`router::shared`). One
+    /// pointer: `None` for every other delivery.
+    pub shared: Option<Arc<ShareKey>>,
+}
+
+/// A shared subscription, `$share/{group}/{filter}`, as a delivery names it. Compared by
+/// value; the trie keeps one per group and each delivery through it shares that one.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct ShareKey {
+    /// The ShareName.
+    pub group: Box<str>,
+    /// The topic filter after the ShareName.
+    pub filter: Box<str>,
+}
+
+impl ShareKey {
+    /// The key of `filter` if it is a shared subscription's filter (`$share/g/f`).
+    pub(crate) fn parse(filter: &str) -> Option<Arc<ShareKey>> {
+        dynamq_codec::topic::parse_shared(filter).map(|(group, real)| {
+            Arc::new(ShareKey {
+                group: Box::from(group),
+                filter: Box::from(real),
+            })
+        })
+    }
 }

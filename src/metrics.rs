@@ -47,12 +47,20 @@ counters! {
     acl_denied_subscribe, inc_acl_denied_subscribe, "Subscriptions the ACL refused (SUBACK 0x80 / v5 0x87).";
     acl_denied_deliveries, inc_acl_denied_deliveries, "Messages not delivered to a subscriber the ACL does not let read their topic.";
     acl_denied_wills, inc_acl_denied_wills, "Will messages not published: the ACL does not let their client write the topic.";
+    shared_redispatched, inc_shared_redispatched, "Messages a member of a shared subscription left unfinished (queued, or QoS 1 unacknowledged) and that were queued for another member of its group.";
+    shared_dropped_no_member, inc_shared_dropped_no_member, "Messages a member of a shared subscription left unfinished when its session ended, dropped because its group had no other member.";
+    shared_qos2_lost, inc_shared_qos2_lost, "QoS 2 messages sent to a member of a shared subscription whose session ended before its PUBREC: not sent to another member [MQTT-4.8.2-5].";
     clients_kicked, inc_clients_kicked, "Clients disconnected (and their sessions ended) through the HTTP API.";
     bytes_received, inc_bytes_received, "Bytes read from connected clients (after CONNECT).";
     bytes_sent, inc_bytes_sent, "Bytes written to connected clients (after CONNACK, but the last packets of a closing connection).";
 }
 
 impl Metrics {
+    /// Adds `n` to `counter` (one of this struct's).
+    pub fn add(&self, counter: &AtomicU64, n: usize) {
+        counter.fetch_add(n as u64, Ordering::Relaxed);
+    }
+
     /// Counts `n` bytes read from a client.
     pub fn add_bytes_received(&self, n: usize) {
         self.bytes_received.fetch_add(n as u64, Ordering::Relaxed);

@@ -17,7 +17,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use super::late::{self, LateRead};
 use super::{Conn, ConnError, End};
 use crate::auth::Want;
-use crate::message::{Delivery, Message};
+use crate::message::{Delivery, Message, ShareKey};
 use crate::session::Subscription;
 use crate::session::inflight::OutState;
 
@@ -417,10 +417,13 @@ where
                 RetainHandling::SendIfNew => !existed,
                 RetainHandling::DoNotSend => false,
             };
+        // Stored messages replayed to a shared subscription came through it too.
+        let share = shared.and_then(|_| ShareKey::parse(filter));
         let delivery = |msg: Arc<Message>, retain: bool| Delivery {
             qos: msg.qos.min(granted),
             retain,
             sub_ids: sub_id.into_iter().collect(),
+            shared: share.clone(),
             msg,
         };
         if send_retained {

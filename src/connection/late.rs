@@ -17,7 +17,7 @@ use tokio::task::JoinSet;
 use super::Conn;
 use super::inbound::Backlog;
 use crate::auth::Want;
-use crate::message::{Delivery, Message};
+use crate::message::{Delivery, Message, ShareKey};
 use crate::persistence::StoredSession;
 
 /// What a late read found.
@@ -171,6 +171,7 @@ where
                     return;
                 }
                 let rules = self.broker.auth.rules(&self.session);
+                let share = ShareKey::parse(&filter);
                 let mut backlog = Vec::with_capacity(msgs.len());
                 for msg in msgs {
                     if rules
@@ -185,6 +186,7 @@ where
                             qos: msg.qos.min(qos),
                             retain: false,
                             sub_ids: sub_id.into_iter().collect(),
+                            shared: share.clone(),
                             msg,
                         },
                         replay_of: Some(filter.clone()),

@@ -477,11 +477,17 @@ where
             .persistence
             .client_disconnected(&self.client_id, expiry);
         match detached {
-            // Still ours: the session ends now or when its expiry interval runs out.
+            // Still ours: the session ends now or when its expiry interval runs out. Either
+            // way, what it had not finished through shared subscriptions goes to other
+            // members (`router::shared`), but at shutdown, when every member leaves.
             Some(_) if expiry == 0 => self.broker.end_session(&self.session).await,
-            Some(detaches) => self
-                .broker
-                .schedule_expiry(self.session.clone(), detaches, expiry),
+            Some(detaches) => {
+                if !matches!(end, End::Shutdown) {
+                    self.broker.redispatch_shared(&self.session);
+                }
+                self.broker
+                    .schedule_expiry(self.session.clone(), detaches, expiry)
+            }
             // Taken over: the new connection owns the session now.
             None => {}
         }

@@ -9,6 +9,7 @@
 //! [MQTT-3.3.4-3].
 
 pub(crate) mod retained;
+mod shared;
 mod trie;
 
 use std::sync::Arc;
@@ -19,6 +20,7 @@ use parking_lot::RwLock;
 use crate::message::{Delivery, Message};
 use crate::session::{Session, Subscription};
 pub(crate) use retained::RetainIndex;
+use shared::shared_delivery;
 use trie::{Entry, Trie};
 
 #[derive(Debug, Default)]
@@ -95,20 +97,15 @@ impl Router {
                 qos: qos.min(msg.qos),
                 retain: rap && msg.retain,
                 sub_ids: ids,
+                shared: None,
             };
             deliver(&first.session, d);
             i = j;
         }
         drop(matches);
         // Shared subscriptions: one member of each group gets the message.
-        trie.shared_matches(msg.topic_str(), |e| {
-            let d = Delivery {
-                msg: msg.clone(),
-                qos: e.options.qos.min(msg.qos),
-                retain: e.options.retain_as_published && msg.retain,
-                sub_ids: e.id.into_iter().collect(),
-            };
-            deliver(&e.session, d);
+        trie.shared_matches(msg.topic_str(), |e, key| {
+            deliver(&e.session, shared_delivery(e, msg, key));
         });
     }
 

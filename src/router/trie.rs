@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use dynamq_codec::SubscriptionOptions;
 
+use crate::message::ShareKey;
 use crate::session::Session;
 
 #[derive(Debug)]
@@ -20,7 +21,9 @@ pub(super) struct Entry {
 
 #[derive(Debug)]
 struct SharedGroup {
-    name: Box<str>,
+    /// The group's name and filter; every delivery through the group shares it, so that it
+    /// can find the group again if its member leaves (`Trie::pick_other`).
+    key: Arc<ShareKey>,
     members: Vec<Entry>,
     /// Round-robin position.
     next: AtomicUsize,
@@ -89,12 +92,15 @@ impl Trie {
     pub(super) fn insert_shared(&mut self, filter: &str, group: &str, entry: Entry) -> bool {
         let node = Trie::node_mut(&mut self.root, filter);
         let was_empty = node.subs.is_empty() && node.shared.is_empty();
-        let g = match node.shared.iter_mut().position(|g| &*g.name == group) {
+        let g = match node.shared.iter_mut().position(|g| &*g.key.group == group) {
             Some(i) => &mut node.shared[i],
             None => {
                 self.shared_groups += 1;
                 node.shared.push(SharedGroup {
-                    name: Box::from(group),
+                    key: Arc::new(ShareKey {
+                        group: Box::from(group),
+                        filter: Box::from(filter),
+                    }),
                     members: Vec::new(),
                     next: AtomicUsize::new(0),
                 });
@@ -158,7 +164,7 @@ impl Trie {
     ) -> bool {
         let mut groups_removed = 0;
         let removed = self.remove_with(filter, |node| {
-            let Some(i) = node.shared.iter().position(|g| &*g.name == group) else {
+            let Some(i) = node.shared.iter().position(|g| &*g.key.group == group) else {
                 return false;
             };
             let g = &mut node.shared[i];
@@ -181,8 +187,8 @@ impl Trie {
     }
 
     /// Calls `f` with one member of every shared group matching `topic`, chosen round-robin
-    /// among the online members (any member if none is online).
-    pub(super) fn shared_matches(&self, topic: &str, mut f: impl FnMut(&Entry)) {
+    /// among the online members (any member if none is online), and the group's key.
+    pub(super) fn shared_matches(&self, topic: &str, mut f: impl FnMut(&Entry, &Arc<ShareKey>)) {
         if self.shared_groups == 0 {
             return;
         }
@@ -197,9 +203,50 @@ impl Trie {
                     .map(|k| &g.members[(start + k) % n])
                     .find(|e| e.session.is_online())
                     .unwrap_or(&g.members[start % n]);
-                f(pick);
+                f(pick, &g.key);
             }
         });
+    }
+
+    /// The group `key` names, if it has members.
+    fn group(&self, key: &ShareKey) -> Option<&SharedGroup> {
+        let mut node = &self.root;
+        for level in key.filter.split('/') {
+            node = node.children.get(level)?;
+        }
+        node.shared.iter().find(|g| g.key.group == key.group)
+    }
+
+    /// True if the group `key` names has an online member other than `leaver`.
+    pub(super) fn has_other_online(&self, key: &ShareKey, leaver: &Arc<Session>) -> bool {
+        self.group(key).is_some_and(|g| {
+            g.members
+                .iter()
+                .any(|e| !Arc::ptr_eq(&e.session, leaver) && e.session.is_online())
+        })
+    }
+
+    /// A member of the group `key` names other than `leaver`, to take over a delivery that
+    /// `leaver` did not finish: round-robin among the online ones, any other one if none is
+    /// online, `None` if `leaver` was the only member (or the group is gone).
+    pub(super) fn pick_other(&self, key: &ShareKey, leaver: &Arc<Session>) -> Option<&Entry> {
+        let g = self.group(key)?;
+        let turn = g.next.fetch_add(1, Ordering::Relaxed);
+        let others = || {
+            g.members
+                .iter()
+                .filter(|e| !Arc::ptr_eq(&e.session, leaver))
+        };
+        // The turn counts among the candidates, so that each online member gets its share
+        // however the offline ones lie between them.
+        let online = others().filter(|e| e.session.is_online()).count();
+        if online > 0 {
+            return others()
+                .filter(|e| e.session.is_online())
+                .nth(turn % online);
+        }
+        let all = others().count();
+        others().nth(turn % all.max(1))
     }
 
     /// Visits every node whose filter matches `topic`. Topics starting with `$` are not

@@ -238,7 +238,7 @@ fn check_shared(
         .collect();
     for t in topics {
         let mut called = Vec::new();
-        trie.shared_matches(t, |e| called.push(e.id));
+        trie.shared_matches(t, |e, _| called.push(e.id));
         let mut got: Vec<&(String, &str)> = called
             .iter()
             .map(|id| {

@@ -91,6 +91,23 @@ impl Inflight {
         }
     }
 
+    /// Removes and returns the entries `pred` accepts, in send order; their packet ids are
+    /// free again.
+    pub(crate) fn take_where(&mut self, mut pred: impl FnMut(&OutEntry) -> bool) -> Vec<OutEntry> {
+        let mut taken = Vec::new();
+        let mut kept = VecDeque::with_capacity(self.entries.len());
+        for e in self.entries.drain(..) {
+            if pred(&e) {
+                self.in_use.remove(&e.packet_id);
+                taken.push(e);
+            } else {
+                kept.push_back(e);
+            }
+        }
+        self.entries = kept;
+        taken
+    }
+
     /// All entries in send order, for resending on reconnect.
     pub(crate) fn iter(&self) -> impl Iterator<Item = &OutEntry> {
         self.entries.iter()

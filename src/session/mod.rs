@@ -7,6 +7,7 @@
 //! acknowledgements take no lock.
 
 pub(crate) mod inflight;
+mod leaving;
 pub(crate) mod registry;
 
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -21,6 +22,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::message::{ClientId, Delivery, Message};
 pub(crate) use inflight::Inflight;
+pub(crate) use leaving::Orphans;
 pub(crate) use registry::Registry;
 
 /// A session's subscriptions by topic filter (foldhash, as in the router: smaller and faster
@@ -48,6 +50,20 @@ impl Carried {
     pub(crate) fn is_empty(&self) -> bool {
         self.inflight.len() == 0 && self.awaiting_rel.is_empty()
     }
+}
+
+/// What an ended session leaves its caller to do (`Session::end`).
+#[derive(Debug)]
+pub(crate) struct Ended {
+    /// Its subscriptions, to remove from the router (and the store).
+    pub subscriptions: Subscriptions,
+    /// A delayed will to publish now: a session that ends publishes its will at once
+    /// [MQTT-3.1.3-9].
+    pub will: Option<Arc<Message>>,
+    /// QoS 2 packet ids it had not released, for the store to forget too.
+    pub awaiting_rel: Vec<u16>,
+    /// Deliveries through shared subscriptions it had not finished, for other members.
+    pub orphans: Orphans,
 }
 
 /// A will that waits for its Will Delay Interval (v5) before being published.
@@ -505,20 +521,15 @@ impl Session {
     }
 
     /// Marks the session ended and removes it from the registry (if it is still the one
-    /// registered). Returns the subscriptions it had, for the caller to remove from the
-    /// router, a delayed will that must now be published: a session that ends publishes
-    /// its will at once [MQTT-3.1.3-9], and the QoS 2 packet ids it had not released (for
-    /// the store to forget too).
-    pub(crate) fn end(
-        self: &Arc<Self>,
-        registry: &Registry,
-    ) -> (Subscriptions, Option<Arc<Message>>, Vec<u16>) {
+    /// registered). Returns what the caller still has to do (see `Ended`).
+    pub(crate) fn end(self: &Arc<Self>, registry: &Registry) -> Ended {
         {
             let mut o = self.owner.lock();
             o.destroyed = true;
             registry.remove_if_same(self);
         }
         let mut st = self.state.lock();
+        let orphans = leaving::orphans(&mut st);
         st.queue.clear();
         st.queued_bytes = 0;
         st.queued_qos0 = 0;
@@ -531,6 +542,11 @@ impl Session {
             .take()
             .map(|c| c.awaiting_rel.into_iter().collect())
             .unwrap_or_default();
-        (std::mem::take(&mut st.subscriptions), will, awaiting_rel)
+        Ended {
+            subscriptions: std::mem::take(&mut st.subscriptions),
+            will,
+            awaiting_rel,
+            orphans,
+        }
     }
 }
