@@ -15,10 +15,11 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::task::JoinSet;
 
 use super::Conn;
-use super::inbound::Backlog;
+use super::inbound::{Backlog, NewSubs};
 use crate::auth::Want;
 use crate::message::{Delivery, Message};
 use crate::persistence::StoredSession;
+use crate::session::Window;
 
 /// What a late read found.
 pub(super) enum LateRead {
@@ -33,6 +34,9 @@ pub(super) enum LateRead {
         qos: QoS,
         sub_id: Option<u32>,
         msgs: Vec<Arc<Message>>,
+        /// The subscription's replay window (see `session::replay`), open until this is
+        /// acted on.
+        window: Option<Window>,
     },
 }
 
@@ -163,11 +167,15 @@ where
                 qos,
                 sub_id,
                 msgs,
+                window,
             } => {
                 let still = self
                     .session
                     .with_state(|st| st.subscriptions.contains_key(&filter));
                 if !still {
+                    if window.is_some() {
+                        self.session.close_replay();
+                    }
                     return;
                 }
                 let rules = self.broker.auth.rules(&self.session);
@@ -188,9 +196,13 @@ where
                             msg,
                         },
                         replay_of: Some(filter.clone()),
+                        window,
                     });
                 }
-                self.deliver_backlog(backlog);
+                self.deliver_backlog(NewSubs {
+                    backlog,
+                    windows: usize::from(window.is_some()),
+                });
             }
         }
     }
