@@ -497,6 +497,11 @@ where
             Err(fetch) => {
                 // Its replay window stays open until the late read is acted on (`late`).
                 self.add_late_read("stored-message fetch on SUBSCRIBE", fetch);
+                if window.is_some()
+                    && let Some(l) = self.late.as_mut()
+                {
+                    l.replay_windows += 1;
+                }
                 None
             }
         };

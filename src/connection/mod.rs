@@ -406,6 +406,7 @@ where
 
     /// Ends the connection: last words to the client, the will, the session's fate.
     async fn finish(mut self, end: End) {
+        self.close_late_windows();
         let conn_id = self.conn_id;
         let mut publish_will = true;
         let mut reason = None;
