@@ -111,6 +111,7 @@ impl Broker {
                 self.metrics.inc_dropped_qos0_offline();
                 (None, None)
             }
+            EnqueueResult::Duplicate => (None, None),
         };
         if let Some(slot) = wake {
             self.parker.wake(slot);
@@ -153,9 +154,10 @@ impl Broker {
         }
         let mut out = RouteOutcome::default();
         let mut tally = |session: &Arc<Session>, result| match result {
-            EnqueueResult::Queued { .. } | EnqueueResult::QueuedInPlaceOfQos0 { .. } => {
-                out.queued += 1
-            }
+            // A duplicate: the subscriber has the message already (replayed from the store).
+            EnqueueResult::Queued { .. }
+            | EnqueueResult::QueuedInPlaceOfQos0 { .. }
+            | EnqueueResult::Duplicate => out.queued += 1,
             EnqueueResult::QueuedOverBound { .. } => {
                 out.queued += 1;
                 out.congested.push(session.clone());

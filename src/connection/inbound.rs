@@ -18,8 +18,8 @@ use super::late::{self, LateRead};
 use super::{Conn, ConnError, End};
 use crate::auth::Want;
 use crate::message::{Delivery, Message, ShareKey};
-use crate::session::Subscription;
 use crate::session::inflight::OutState;
+use crate::session::{Subscription, Window};
 
 type Handled = Result<Option<End>, ConnError>;
 
@@ -28,6 +28,17 @@ pub(super) struct Backlog {
     pub(super) delivery: Delivery,
     /// For a replayed stored message: the filter it was replayed to.
     pub(super) replay_of: Option<String>,
+    /// For a replayed stored message: the replay window of its subscription (see
+    /// `session::replay`), which leaves out what reached the subscription live.
+    pub(super) window: Option<Window>,
+}
+
+/// What new subscriptions get at once, and the replay windows opened for them: closed once
+/// the backlog is queued.
+#[derive(Default)]
+pub(super) struct NewSubs {
+    pub(super) backlog: Vec<Backlog>,
+    pub(super) windows: usize,
 }
 
 impl<R, W> Conn<R, W>
@@ -300,7 +311,7 @@ where
     async fn on_subscribe(&mut self, s: Subscribe) -> Result<(), ConnError> {
         let sub_id = s.properties.subscription_identifier;
         let mut codes = Vec::with_capacity(s.filters.len());
-        let mut backlog = Vec::new();
+        let mut backlog = NewSubs::default();
         for (filter, options) in s.filters {
             let code = self
                 .subscribe_one(&filter, options, sub_id, &mut backlog)
@@ -329,15 +340,23 @@ where
 
     /// Queues what new subscriptions get at once, through the one delivery path (which
     /// counts what does not fit). A replayed stored message counts as had by the
-    /// subscription only once it was queued: one dropped stays replayable.
-    pub(super) fn deliver_backlog(&mut self, backlog: Vec<Backlog>) {
+    /// subscription only once it was queued: one dropped stays replayable. A replayed message
+    /// that reached the subscription live is left out (see `session::replay`); then the
+    /// replay windows close.
+    pub(super) fn deliver_backlog(&mut self, subs: NewSubs) {
         let mut replayed: Vec<(String, MsgId)> = Vec::new();
         for Backlog {
             delivery,
             replay_of,
-        } in backlog
+            window,
+        } in subs.backlog
         {
             let msgid = delivery.msg.msgid;
+            if let (Some(w), Some(id)) = (window, msgid)
+                && w.is_live(id)
+            {
+                continue;
+            }
             let queued = self.broker.deliver(&self.session, delivery).is_queued();
             if let (true, Some(filter), Some(id)) = (queued, replay_of, msgid) {
                 replayed.push((filter, id));
@@ -349,6 +368,9 @@ where
                 .persistence
                 .replayed(&self.client_id, &chunk[0].0, &ids);
         }
+        for _ in 0..subs.windows {
+            self.session.close_replay();
+        }
     }
 
     async fn subscribe_one(
@@ -356,7 +378,7 @@ where
         filter: &str,
         options: SubscriptionOptions,
         sub_id: Option<u32>,
-        backlog: &mut Vec<Backlog>,
+        subs: &mut NewSubs,
     ) -> Result<ReasonCode, ConnError> {
         let shared = topic::parse_shared(filter);
         if !topic::valid_filter(filter) {
@@ -407,7 +429,18 @@ where
             options: options.clone(),
             id: sub_id,
         };
+        // Into the router first, before anything that can wait: a message published from now
+        // on reaches the subscription live.
         let existed = self.broker.router.subscribe(&self.session, filter, &sub);
+        // A new QoS 1/2 subscription may get stored messages replayed: its replay window,
+        // marked after the insert, keeps those it also gets live from coming twice.
+        let window = (!existed && granted != QoS::AtMostOnce)
+            .then(|| self.broker.persistence.new_msgid())
+            .flatten()
+            .map(Window::new);
+        if let Some(w) = window {
+            self.session.open_replay(w);
+        }
         self.session.with_state(|st| {
             st.subscriptions.insert(filter.to_string(), sub);
         });
@@ -432,10 +465,11 @@ where
                     self.broker.metrics.inc_acl_denied_deliveries();
                     continue;
                 }
-                backlog.push(Backlog {
+                subs.backlog.push(Backlog {
                     // Retained messages sent on subscribe carry RETAIN=1 [MQTT-3.3.1-9].
                     delivery: delivery(msg, true),
                     replay_of: None,
+                    window: None,
                 });
             }
         }
@@ -455,26 +489,41 @@ where
                     qos: granted,
                     sub_id,
                     msgs,
+                    window,
                 }
             })
         };
         let stored = match late::with_deadline(fetch, self.broker.persistence.read_timeout()).await
         {
-            Ok(LateRead::Replay { msgs, .. }) => msgs,
-            Ok(LateRead::Session { .. }) => Vec::new(),
+            Ok(LateRead::Replay { msgs, .. }) => Some(msgs),
+            Ok(LateRead::Session { .. }) => Some(Vec::new()),
             Err(fetch) => {
+                // Its replay window stays open until the late read is acted on (`late`).
                 self.add_late_read("stored-message fetch on SUBSCRIBE", fetch);
-                Vec::new()
+                if window.is_some()
+                    && let Some(l) = self.late.as_mut()
+                {
+                    l.replay_windows += 1;
+                }
+                None
             }
+        };
+        let stored = match stored {
+            Some(msgs) => {
+                subs.windows += usize::from(window.is_some());
+                msgs
+            }
+            None => Vec::new(),
         };
         for msg in stored {
             if !readable(&msg) {
                 self.broker.metrics.inc_acl_denied_deliveries();
                 continue;
             }
-            backlog.push(Backlog {
+            subs.backlog.push(Backlog {
                 delivery: delivery(msg, false),
                 replay_of: Some(filter.to_owned()),
+                window,
             });
         }
         Ok(ReasonCode::granted(granted))
@@ -525,7 +574,7 @@ where
 
     /// Restores a session's subscriptions found in the store (on_subscribe_lookup).
     pub(super) async fn restore_subscriptions(&mut self, subs: Vec<(String, QoS)>) {
-        let mut backlog = Vec::new();
+        let mut backlog = NewSubs::default();
         for (filter, qos) in subs {
             if let Err(e) = self
                 .subscribe_one(&filter, SubscriptionOptions::qos(qos), None, &mut backlog)

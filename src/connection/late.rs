@@ -15,10 +15,11 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::task::JoinSet;
 
 use super::Conn;
-use super::inbound::Backlog;
+use super::inbound::{Backlog, NewSubs};
 use crate::auth::Want;
 use crate::message::{Delivery, Message, ShareKey};
 use crate::persistence::StoredSession;
+use crate::session::Window;
 
 /// What a late read found.
 pub(super) enum LateRead {
@@ -33,6 +34,9 @@ pub(super) enum LateRead {
         qos: QoS,
         sub_id: Option<u32>,
         msgs: Vec<Arc<Message>>,
+        /// The subscription's replay window (see `session::replay`), open until this is
+        /// acted on.
+        window: Option<Window>,
     },
 }
 
@@ -46,6 +50,9 @@ pub(super) struct LateReads {
     /// the ids it would find were not known yet: those it finds are not taken back, and are
     /// removed from the store.
     pub(super) released: Vec<u16>,
+    /// Replay windows (see `session::replay`) held open by the stored-message fetches still
+    /// running: closed as each is acted on, or when the connection ends (`close_windows`).
+    pub(super) replay_windows: usize,
 }
 
 impl LateReads {
@@ -92,6 +99,18 @@ where
             .persistence
             .log_read_timeout(what, self.client_id.as_str());
         self.late.get_or_insert_with(Box::default).reads.spawn(read);
+    }
+
+    /// Closes the replay windows of the fetches still running (the connection ends: they
+    /// will not be acted on).
+    pub(super) fn close_late_windows(&mut self) {
+        let open = self
+            .late
+            .as_mut()
+            .map_or(0, |l| std::mem::take(&mut l.replay_windows));
+        for _ in 0..open {
+            self.session.close_replay();
+        }
     }
 
     /// QoS 2 packet ids the store kept, found after the CONNACK: taken into the session,
@@ -163,11 +182,20 @@ where
                 qos,
                 sub_id,
                 msgs,
+                window,
             } => {
+                if window.is_some()
+                    && let Some(l) = self.late.as_mut()
+                {
+                    l.replay_windows = l.replay_windows.saturating_sub(1);
+                }
                 let still = self
                     .session
                     .with_state(|st| st.subscriptions.contains_key(&filter));
                 if !still {
+                    if window.is_some() {
+                        self.session.close_replay();
+                    }
                     return;
                 }
                 let rules = self.broker.auth.rules(&self.session);
@@ -190,9 +218,13 @@ where
                             msg,
                         },
                         replay_of: Some(filter.clone()),
+                        window,
                     });
                 }
-                self.deliver_backlog(backlog);
+                self.deliver_backlog(NewSubs {
+                    backlog,
+                    windows: usize::from(window.is_some()),
+                });
             }
         }
     }

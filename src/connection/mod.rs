@@ -387,11 +387,21 @@ where
     /// trickles a packet a byte at a time is still timed out [MQTT-3.1.2-22].
     async fn handle_input(&mut self) -> Result<Option<End>, ConnError> {
         let mut decoded = false;
+        let mut yielded = false;
         while self.paused.is_none() && !self.acks_full() {
             let Some(packet) = self.decoder.decode(&mut self.rbuf)? else {
                 break;
             };
             decoded = true;
+            if !yielded && matches!(packet, Packet::Publish(_)) {
+                // Before routing: let the connections woken with this one read first. A
+                // SUBSCRIBE that reached the broker just before this PUBLISH must be in the
+                // router when it is routed, as in a single-threaded broker; tokio runs the
+                // task it woke last first (its LIFO slot), which inverted that order (see
+                // `router` for the rest of the window). Once per batch of input.
+                yielded = true;
+                tokio::task::yield_now().await;
+            }
             if let Some(end) = self.handle(packet).await? {
                 return Ok(Some(end));
             }
@@ -404,6 +414,7 @@ where
 
     /// Ends the connection: last words to the client, the will, the session's fate.
     async fn finish(mut self, end: End) {
+        self.close_late_windows();
         let conn_id = self.conn_id;
         let mut publish_will = true;
         let mut reason = None;

@@ -9,6 +9,7 @@
 pub(crate) mod inflight;
 mod leaving;
 pub(crate) mod registry;
+pub(crate) mod replay;
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
@@ -24,6 +25,8 @@ use crate::message::{ClientId, Delivery, Message};
 pub(crate) use inflight::Inflight;
 pub(crate) use leaving::Orphans;
 pub(crate) use registry::Registry;
+use replay::ReplayWindows;
+pub(crate) use replay::Window;
 
 /// A session's subscriptions by topic filter (foldhash, as in the router: smaller and faster
 /// than SipHash, seeded per process).
@@ -134,6 +137,9 @@ pub(crate) struct SessionState {
     /// Messages taken from the queue to be sent, ever (wrapping): the client's progress.
     /// A publisher paused for this queue, or the slow-consumer timer, compares two readings.
     taken: u64,
+    /// Open replay windows of new subscriptions: a message they get both live and from the
+    /// store is queued once (see `replay`). None while no window is open.
+    replay: Option<Box<ReplayWindows>>,
 }
 
 /// How much a session's queue holds before it is full: messages and bytes (topic and payload
@@ -201,6 +207,9 @@ pub(crate) enum EnqueueResult {
     },
     /// QoS 0 messages are not queued for a client that is away (as in Mosquitto's default).
     Offline,
+    /// A second copy of a message already queued while a replay window is open (a message
+    /// both routed live and replayed from the store): not queued (see `replay`).
+    Duplicate,
     /// The queue was full: this QoS 1/2 message took the place of the oldest queued QoS 0
     /// one, which is dropped (QoS 0 goes first).
     QueuedInPlaceOfQos0 {
@@ -298,6 +307,18 @@ impl Session {
         self.state.lock().queue.len()
     }
 
+    /// Opens a replay window (see `replay`): call just after the new subscription is in
+    /// the router, with a mark taken after that; close it with `close_replay` once its replay
+    /// was queued (or will not be).
+    pub(crate) fn open_replay(&self, w: Window) {
+        ReplayWindows::open(&mut self.state.lock().replay, w);
+    }
+
+    /// Closes a window `open_replay` opened.
+    pub(crate) fn close_replay(&self) {
+        ReplayWindows::close(&mut self.state.lock().replay);
+    }
+
     /// Runs `f` with the state locked. Never held across an `.await`.
     pub(crate) fn with_state<R>(&self, f: impl FnOnce(&mut SessionState) -> R) -> R {
         f(&mut self.state.lock())
@@ -314,6 +335,12 @@ impl Session {
         }
         let (wake, over, evicted) = {
             let mut st = self.state.lock();
+            let msgid = d.msg.msgid;
+            if let (Some(ws), Some(id)) = (st.replay.as_mut(), msgid)
+                && !ws.first_copy(id)
+            {
+                return EnqueueResult::Duplicate;
+            }
             let (len, bytes) = (st.queue.len(), st.queued_bytes);
             let over = max.reached(len, bytes, 1);
             let may_exceed = flow
@@ -335,6 +362,10 @@ impl Session {
             }
             let over = over && evicted.is_none();
             if over && !may_exceed {
+                // Not queued: a copy that comes later is not a second one.
+                if let (Some(ws), Some(id)) = (st.replay.as_mut(), msgid) {
+                    ws.forget(id);
+                }
                 let first = !st.overflowing;
                 st.overflowing = true;
                 return EnqueueResult::QueueFull { first };
