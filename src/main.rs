@@ -2,6 +2,7 @@
 //! `acl` administer its tables, password files, and the users and ACL rules in the store
 //! (`users_cli`).
 
+mod tables_cli;
 mod users_cli;
 
 /// jemalloc, with its background thread returning freed pages to the system within about a
@@ -28,7 +29,6 @@ use dynamq::config::{Config, Durability, Secret, StoreKind};
 use dynamq::persistence::setup;
 use dynamq::server;
 use dynamq_store::binding::Binding;
-use dynamq_store::tables::{Billing, Created};
 
 #[derive(Parser)]
 #[command(
@@ -375,69 +375,6 @@ async fn serve(args: ServeArgs) -> Result<()> {
     Ok(())
 }
 
-/// The DynamoDB settings for `dynamq tables`: a config file, a backend file, then flags.
-fn tables_config(t: &TablesTarget) -> Result<Config> {
-    let mut config = match &t.config {
-        Some(path) => Config::load(path)?,
-        None => Config::default(),
-    };
-    if let Some(file) = &t.backend_conf {
-        setup::apply_backend_conf(&mut config, file)?;
-    }
-    let d = &mut config.store.dynamo;
-    if let Some(e) = &t.endpoint {
-        d.endpoint = Some(e.clone());
-    }
-    if let Some(r) = &t.region {
-        d.region = r.clone();
-    }
-    if let Some(p) = &t.prefix {
-        d.table_prefix = p.clone();
-    }
-    Ok(config)
-}
-
-async fn tables(cmd: TablesCommand) -> Result<()> {
-    init_logging("warn", Default::default())?;
-    match cmd {
-        TablesCommand::Create { target, billing } => {
-            let billing = match billing.as_str() {
-                "pay-per-request" => Billing::PayPerRequest,
-                "provisioned" => Billing::Provisioned { rcu: 5, wcu: 5 },
-                other => bail!("--billing {other}: expected pay-per-request or provisioned"),
-            };
-            let config = tables_config(&target)?;
-            let dc = config.store.dynamo.clone();
-            let client = dynamq_store::dynamo::connect(&dc).await;
-            let done =
-                dynamq_store::tables::create_tables(&client, &dc.table_prefix, billing).await?;
-            for (name, what) in done {
-                println!(
-                    "{name}: {}",
-                    match what {
-                        Created::Created => "created",
-                        Created::AlreadyExisted => "already exists",
-                    }
-                );
-            }
-            Ok(())
-        }
-        TablesCommand::Check { target } => {
-            let config = tables_config(&target)?;
-            let dc = config.store.dynamo.clone();
-            let client = dynamq_store::dynamo::connect(&dc).await;
-            let report = dynamq_store::tables::check_tables(&client, &dc.table_prefix).await?;
-            print!("{report}");
-            if !report.is_ok() {
-                bail!(
-                    "the tables are not as dynamq needs them (dynamq tables create fixes missing ones)"
-                );
-            }
-            Ok(())
-        }
-    }
-}
-
 /// The start-up lines about authentication: the files, and whether anonymous clients may
 /// connect, and why.
 fn log_auth(auth: &Auth, config: &Config, why: &str) {
@@ -628,7 +565,7 @@ fn run() -> Result<()> {
         .context("cannot start the tokio runtime")?;
     match cli.command {
         Command::Serve(args) => runtime.block_on(serve(*args)),
-        Command::Tables(cmd) => runtime.block_on(tables(cmd)),
+        Command::Tables(cmd) => runtime.block_on(tables_cli::tables(cmd)),
         Command::Passwd(args) => passwd(args),
         Command::User(cmd) => runtime.block_on(users_cli::user(cmd)),
         Command::Acl(cmd) => runtime.block_on(users_cli::acl(cmd)),
