@@ -91,10 +91,11 @@ enum TablesCommand {
 
 #[derive(Args)]
 struct TablesTarget {
-    /// TOML configuration whose [store.dynamo] section to use.
+    /// TOML configuration (its [store] section and data_dir).
     #[arg(long)]
     config: Option<PathBuf>,
-    /// The tutorial's backend.dynamo.* file, whose pool to use.
+    /// The tutorial's backend.dynamo.* file, whose pool to use (for `user` and `acl`: implies
+    /// the dynamo store).
     #[arg(long)]
     backend_conf: Option<PathBuf>,
     /// Endpoint URL of a local DynamoDB-compatible server, e.g. http://127.0.0.1:8000.

@@ -8,8 +8,9 @@ use dynamq_store::tables::{Billing, Created};
 
 use crate::{TablesCommand, TablesTarget};
 
-/// The DynamoDB settings for `dynamq tables`: a config file, a backend file, then flags.
-fn tables_config(t: &TablesTarget) -> Result<Config> {
+/// The store settings of `dynamq tables` (and `dynamq user|acl`): a config file, a backend
+/// file, then the DynamoDB flags.
+pub(crate) fn tables_config(t: &TablesTarget) -> Result<Config> {
     let mut config = match &t.config {
         Some(path) => Config::load(path)?,
         None => Config::default(),

@@ -13,7 +13,6 @@ use dynamq::auth::acl::Acl;
 use dynamq::auth::password::{self, Hash};
 use dynamq::auth::store_acl;
 use dynamq::config::{Config, StoreKind};
-use dynamq::persistence::setup;
 use dynamq_store::users::dynamo::DynamoUsers;
 use dynamq_store::users::embedded::EmbeddedUsers;
 use dynamq_store::users::{ALL_USERS, AclAction, AclRecord, Permission, UserRecord, UserStore};
@@ -22,26 +21,15 @@ use dynamq_store::users::{ALL_USERS, AclAction, AclRecord, Permission, UserRecor
 /// then these flags).
 #[derive(Args)]
 pub(crate) struct StoreTarget {
-    /// TOML configuration (its [store] section and data_dir).
-    #[arg(long)]
-    config: Option<PathBuf>,
-    /// The tutorial's backend.dynamo.* file (implies --store dynamo).
-    #[arg(long, value_name = "FILE")]
-    backend_conf: Option<PathBuf>,
+    /// The config file, backend file and DynamoDB flags, as for `dynamq tables`.
+    #[command(flatten)]
+    dynamo: crate::TablesTarget,
     /// embedded (the data dir) or dynamo.
     #[arg(long, value_parser = ["embedded", "dynamo"])]
     store: Option<String>,
     /// Directory of the embedded store.
     #[arg(long)]
     data_dir: Option<PathBuf>,
-    /// Endpoint URL of a local DynamoDB-compatible server, e.g. http://127.0.0.1:8000.
-    #[arg(long)]
-    endpoint: Option<String>,
-    #[arg(long)]
-    region: Option<String>,
-    /// Table name prefix.
-    #[arg(long)]
-    prefix: Option<String>,
 }
 
 #[derive(Subcommand)]
@@ -103,13 +91,7 @@ pub(crate) enum AclCommand {
 }
 
 fn target_config(t: &StoreTarget) -> Result<Config> {
-    let mut config = match &t.config {
-        Some(path) => Config::load(path)?,
-        None => Config::default(),
-    };
-    if let Some(file) = &t.backend_conf {
-        setup::apply_backend_conf(&mut config, file)?;
-    }
+    let mut config = crate::tables_cli::tables_config(&t.dynamo)?;
     if let Some(kind) = &t.store {
         config.store.kind = if kind == "dynamo" {
             StoreKind::Dynamo
@@ -119,16 +101,6 @@ fn target_config(t: &StoreTarget) -> Result<Config> {
     }
     if let Some(d) = &t.data_dir {
         config.data_dir = d.clone();
-    }
-    let d = &mut config.store.dynamo;
-    if let Some(e) = &t.endpoint {
-        d.endpoint = Some(e.clone());
-    }
-    if let Some(r) = &t.region {
-        d.region = r.clone();
-    }
-    if let Some(p) = &t.prefix {
-        d.table_prefix = p.clone();
     }
     Ok(config)
 }
