@@ -59,6 +59,20 @@ fn fail(operation: &'static str, table: &'static str) -> impl Fn(String) -> Stor
     }
 }
 
+/// A table of the file, for reading; `None` if nothing was ever written to it.
+fn read_table<K: redb::Key + 'static, V: redb::Value + 'static>(
+    db: &Database,
+    def: TableDefinition<K, V>,
+    e: &impl Fn(String) -> StoreError,
+) -> Result<Option<redb::ReadOnlyTable<K, V>>, StoreError> {
+    let txn = db.begin_read().map_err(|x| e(x.to_string()))?;
+    match txn.open_table(def) {
+        Ok(t) => Ok(Some(t)),
+        Err(TableError::TableDoesNotExist(_)) => Ok(None),
+        Err(x) => Err(e(x.to_string())),
+    }
+}
+
 impl EmbeddedUsers {
     /// The users file in `data_dir` (created, with the directory, on the first write).
     pub fn new(data_dir: impl AsRef<Path>) -> EmbeddedUsers {
@@ -110,11 +124,8 @@ impl EmbeddedUsers {
         let name = username.to_owned();
         self.with_db(move |db| {
             let e = fail("get", USER_TABLE);
-            let txn = db.begin_read().map_err(|x| e(x.to_string()))?;
-            let t = match txn.open_table(USERS) {
-                Ok(t) => t,
-                Err(TableError::TableDoesNotExist(_)) => return Ok(None),
-                Err(x) => return Err(e(x.to_string())),
+            let Some(t) = read_table(db, USERS, &e)? else {
+                return Ok(None);
             };
             match t.get(name.as_str()).map_err(|x| e(x.to_string()))? {
                 None => Ok(None),
@@ -127,11 +138,8 @@ impl EmbeddedUsers {
     pub(super) async fn users(&self) -> Result<Vec<UserRecord>, StoreError> {
         self.with_db(|db| {
             let e = fail("scan", USER_TABLE);
-            let txn = db.begin_read().map_err(|x| e(x.to_string()))?;
-            let t = match txn.open_table(USERS) {
-                Ok(t) => t,
-                Err(TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
-                Err(x) => return Err(e(x.to_string())),
+            let Some(t) = read_table(db, USERS, &e)? else {
+                return Ok(Vec::new());
             };
             let mut out = Vec::new();
             for row in t.iter().map_err(|x| e(x.to_string()))? {
@@ -172,11 +180,8 @@ impl EmbeddedUsers {
     pub(super) async fn rules(&self) -> Result<Vec<AclRecord>, StoreError> {
         self.with_db(|db| {
             let e = fail("scan", ACL_TABLE);
-            let txn = db.begin_read().map_err(|x| e(x.to_string()))?;
-            let t = match txn.open_table(RULES) {
-                Ok(t) => t,
-                Err(TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
-                Err(x) => return Err(e(x.to_string())),
+            let Some(t) = read_table(db, RULES, &e)? else {
+                return Ok(Vec::new());
             };
             let mut out = Vec::new();
             for row in t.iter().map_err(|x| e(x.to_string()))? {
