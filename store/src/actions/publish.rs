@@ -136,27 +136,26 @@ impl Actions {
             put_msg,
             map_add: queue,
         });
-        if durable || !self.delay.holds() {
-            if let Some(stored) = &stored {
-                ops.extend(stored.ops(msgid));
+        // Held in the delay line (async with a window), or written now with the rest.
+        let hold = !durable && self.delay.holds();
+        if !hold && let Some(stored) = &stored {
+            ops.extend(stored.ops(msgid));
+        }
+        let done = if durable {
+            (!ops.is_empty())
+                .then(|| self.writer.push_durable(ops))
+                .transpose()?
+        } else {
+            for op in ops {
+                self.submit(op)?;
             }
-            let durable = if durable {
-                (!ops.is_empty())
-                    .then(|| self.writer.push_durable(ops))
-                    .transpose()?
-            } else {
-                for op in ops {
-                    self.submit(op)?;
-                }
-                None
-            };
+            None
+        };
+        if !hold {
             if queue {
                 self.index_new(topic, msgid)?;
             }
-            return Ok(durable);
-        }
-        for op in ops {
-            self.submit(op)?;
+            return Ok(done);
         }
         if let Some(stored) = stored {
             self.delay.defer(msgid, stored)?;
@@ -166,7 +165,7 @@ impl Actions {
         if self.delay.has_unindexed() {
             self.catch_up()?;
         }
-        Ok(None)
+        Ok(done)
     }
 
     /// message.acked (PUBACK / PUBCOMP from a subscriber) for a message with this msgid.
